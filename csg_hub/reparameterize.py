@@ -1,0 +1,195 @@
+"""Turn any timm CNN into its CSG form, and back into a plain timm model.
+
+A generated convolution keeps its own class (so `Conv2dSame`, `StdConv2d`, ... keep their forward),
+loses its `weight` Parameter and gains a `codes` Parameter; `weight` becomes a property that asks the
+shared generator of its kernel size for the slices and assembles them into the filter bank.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .configuration import CSGConfig
+from .generator import SliceGenerator
+
+GENERATORS_ATTR = "csg_generators"
+SKIPPED_ATTR = "csg_skipped"
+
+
+class GeneratedConv:
+    """Mixin placed in front of a conv's class: `weight` is generated from `codes`."""
+
+    _csg_base: type[nn.Module]
+    codes: nn.Parameter
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if torch.is_grad_enabled() and self._csg_needs_grad():
+            return self.generate_weight()
+        # Without autograd the filters only change when a parameter is written: key the cache on
+        # the tensors' version counters so optimizer steps, load_state_dict and .to() invalidate it.
+        key = self._csg_cache_key()
+        cached = self.__dict__.get("_csg_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, self.generate_weight())
+            self.__dict__["_csg_cache"] = cached
+        return cached[1]
+
+    def generate_weight(self) -> torch.Tensor:
+        """Assemble this layer's filters, shape `(C_out, C_in // groups, kh, kw)`, from its codes."""
+        generator = self.__dict__["_csg_generator"]
+        s = generator.slice_size
+        n_out, n_in = self.__dict__["_csg_grid"]
+        c_out, c_in = self.out_channels, self.in_channels // self.groups
+        slices = generator(self.codes).view(n_out, n_in, s, s, *generator.kernel_size)
+        weight = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * s, n_in * s, *generator.kernel_size)
+        return weight[:c_out, :c_in] * self.__dict__["_csg_scale"]
+
+    def train(self, mode: bool = True):
+        self.__dict__.pop("_csg_cache", None)
+        return super().train(mode)
+
+    def _csg_tensors(self) -> list[torch.Tensor]:
+        return [self.codes, *self.__dict__["_csg_generator"].parameters()]
+
+    def _csg_needs_grad(self) -> bool:
+        return any(t.requires_grad for t in self._csg_tensors())
+
+    def _csg_cache_key(self) -> tuple:
+        return tuple((t.data_ptr(), t._version, t.dtype) for t in self._csg_tensors())
+
+
+_GENERATED_CLASSES: dict[type, type] = {}
+
+
+def _generated_class(base: type[nn.Module]) -> type[nn.Module]:
+    if base not in _GENERATED_CLASSES:
+        _GENERATED_CLASSES[base] = type(f"Generated{base.__name__}", (GeneratedConv, base), {"_csg_base": base})
+    return _GENERATED_CLASSES[base]
+
+
+def kernel_key(kernel_size: tuple[int, int]) -> str:
+    """Name of the shared generator for a kernel size, e.g. `"3x3"`."""
+    return "x".join(str(k) for k in kernel_size)
+
+
+def _named(cfg_value) -> set[str]:
+    if not cfg_value:
+        return set()
+    return {cfg_value} if isinstance(cfg_value, str) else set(cfg_value)
+
+
+def _skip_reason(name: str, conv: nn.Module, config: CSGConfig, stems: set[str], heads: set[str]) -> str | None:
+    """Why `conv` stays dense under the config's policy, or None when it is generated."""
+    if not isinstance(conv, nn.Conv2d):
+        return f"unsupported layer type {type(conv).__name__} (only nn.Conv2d and subclasses are generated)"
+    if not isinstance(conv._parameters.get("weight"), nn.Parameter):
+        return "weight is not a plain Parameter"
+    if name in heads:
+        return "classifier"
+    if name in stems and not config.generate_stem:
+        return "stem (generate_stem=False)"
+    if config.include and not any(fnmatch.fnmatchcase(name, p) for p in config.include):
+        return "not matched by include"
+    if config.exclude and any(fnmatch.fnmatchcase(name, p) for p in config.exclude):
+        return "matched by exclude"
+    if conv.groups > 1 and not config.generate_grouped:
+        return "grouped conv (generate_grouped=False)"
+    if tuple(conv.kernel_size) == (1, 1) and not config.generate_pointwise:
+        return "1x1 conv (generate_pointwise=False)"
+    return None
+
+
+def _is_conv_like(module: nn.Module) -> bool:
+    weight = module._parameters.get("weight")
+    return isinstance(module, nn.modules.conv._ConvNd) or (weight is not None and weight.ndim >= 3)
+
+
+def reparameterize(model: nn.Module, config: CSGConfig) -> nn.Module:
+    """Convert `model`'s convolutions to CSG form in place, following `config`'s policy.
+
+    Adds one `codes` Parameter per generated conv and one `SliceGenerator` per kernel size
+    (under `model.csg_generators`); convs the policy leaves dense are listed with the reason
+    in `model.csg_skipped`. Returns `model`.
+    """
+    if hasattr(model, GENERATORS_ATTR):
+        raise ValueError("This model is already in CSG form.")
+    pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
+    convs = [(n, m) for n, m in model.named_modules() if _is_conv_like(m)]
+    stems = _named(pretrained_cfg.get("first_conv")) or ({convs[0][0]} if convs else set())
+    heads = _named(pretrained_cfg.get("classifier"))
+
+    generators: dict[str, SliceGenerator] = {}
+    skipped: dict[str, str] = {}
+    for name, conv in convs:
+        reason = _skip_reason(name, conv, config, stems, heads)
+        if reason is not None:
+            skipped[name] = reason
+            continue
+        key = kernel_key(conv.kernel_size)
+        dense_weight = conv._parameters["weight"]
+        if key not in generators:
+            pointwise = tuple(conv.kernel_size) == (1, 1)
+            generators[key] = SliceGenerator(
+                code_dim=config.code_dim,
+                slice_size=config.pointwise_slice_size if pointwise else config.slice_size,
+                kernel_size=tuple(conv.kernel_size),
+                hidden_dim=config.generator_hidden_dim,
+                activation=config.generator_activation,
+            ).to(device=dense_weight.device, dtype=dense_weight.dtype)
+        _convert(conv, generators[key], config)
+
+    model.add_module(GENERATORS_ATTR, nn.ModuleDict(generators))
+    setattr(model, SKIPPED_ATTR, skipped)
+    return model
+
+
+def _convert(conv: nn.Conv2d, generator: SliceGenerator, config: CSGConfig) -> None:
+    dense_weight = conv._parameters.pop("weight")
+    s = generator.slice_size
+    grid = (math.ceil(conv.out_channels / s), math.ceil(conv.in_channels // conv.groups / s))
+    fan_in = conv.in_channels // conv.groups * math.prod(conv.kernel_size)
+    conv.__class__ = _generated_class(type(conv))
+    # Plain attributes, not submodules: the generator is registered once, under csg_generators.
+    conv.__dict__.update(
+        _csg_generator=generator,
+        _csg_grid=grid,
+        _csg_scale=math.sqrt(2.0 / fan_in) if config.fan_in_scaling else 1.0,
+    )
+    codes = torch.empty(grid[0] * grid[1], generator.code_dim, device=dense_weight.device, dtype=dense_weight.dtype)
+    conv.codes = nn.Parameter(nn.init.normal_(codes))
+
+
+def generated_convs(model: nn.Module) -> Iterator[tuple[str, GeneratedConv]]:
+    """The `(name, module)` pairs of the generated convolutions in `model`."""
+    for name, module in model.named_modules():
+        if isinstance(module, GeneratedConv):
+            yield name, module
+
+
+def materialize(model: nn.Module) -> nn.Module:
+    """A copy of a CSG-form `model` with generated filters written as ordinary weights.
+
+    The copy has no generator or codes; its outputs equal the CSG model's.
+    """
+    dense = copy.deepcopy(model)
+    for _, conv in list(generated_convs(dense)):
+        with torch.no_grad():
+            weight = conv.generate_weight().detach().clone()
+        requires_grad = conv.codes.requires_grad
+        del conv._parameters["codes"]
+        for attr in ("_csg_generator", "_csg_grid", "_csg_scale", "_csg_cache"):
+            conv.__dict__.pop(attr, None)
+        conv.__class__ = conv._csg_base
+        conv.weight = nn.Parameter(weight, requires_grad=requires_grad)
+    if hasattr(dense, GENERATORS_ATTR):
+        delattr(dense, GENERATORS_ATTR)
+    dense.__dict__.pop(SKIPPED_ATTR, None)
+    return dense
