@@ -5,8 +5,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 from .configuration import CSGConfig
 from .generator import SliceGenerator
 from .modeling import CheckpointError, CSGForImageClassification, CSGModel, CSGPreTrainedModel
-from .report import format_report, parameter_report
 from .reparameterize import generated_convs, materialize, reparameterize
+from .report import format_report, parameter_report
 
 __version__ = "0.1.0"
 
@@ -16,14 +16,14 @@ AutoModelForImageClassification.register(CSGConfig, CSGForImageClassification, e
 
 __all__ = [
     "CSGConfig",
-    "CSGModel",
     "CSGForImageClassification",
+    "CSGModel",
     "CSGPreTrainedModel",
     "CheckpointError",
     "SliceGenerator",
-    "reparameterize",
-    "materialize",
-    "generated_convs",
-    "parameter_report",
     "format_report",
+    "generated_convs",
+    "materialize",
+    "parameter_report",
+    "reparameterize",
 ]

@@ -87,7 +87,9 @@ class CSGConfig(PreTrainedConfig):
         try:
             get_act_layer(self.generator_activation)
         except Exception as err:
-            raise ValueError(f"CSGConfig.generator_activation {self.generator_activation!r} is unknown to timm.") from err
+            raise ValueError(
+                f"CSGConfig.generator_activation {self.generator_activation!r} is unknown to timm."
+            ) from err
         for name in ("image_mean", "image_std"):
             values = getattr(self, name)
             if values is not None and len(values) != self.in_chans:

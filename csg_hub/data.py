@@ -11,9 +11,17 @@ import torch
 
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = [
-    "T - shirt / top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+    "T - shirt / top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 # Per-pixel statistics of the 60k training images, in [0, 1] units.
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
@@ -34,7 +42,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_fashion_mnist(
+    split: str = "train", root: str | os.PathLike | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`(images, labels)` of a Fashion-MNIST split: uint8 `(N, 28, 28)` and int64 `(N,)`."""
     if split not in _FILES:
         raise ValueError(f"Unknown Fashion-MNIST split {split!r}; choose one of {sorted(_FILES)}.")

@@ -82,7 +82,9 @@ class CSGPreTrainedModel(PreTrainedModel):
                 "The file is truncated or corrupt; download or save it again."
             ) from err
         if info["mismatched_keys"] and not allow_mismatch:
-            shown = "; ".join(f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in sorted(info["mismatched_keys"])[:3])
+            shown = "; ".join(
+                f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in sorted(info["mismatched_keys"])[:3]
+            )
             raise CheckpointError(
                 f"The checkpoint at {source} does not fit this config: {len(info['mismatched_keys'])} tensor(s) "
                 f"have other shapes ({shown}). Its config.json disagrees with its weights (e.g. another "
@@ -94,7 +96,16 @@ class CSGPreTrainedModel(PreTrainedModel):
                 f"The checkpoint at {source} lacks {len(missing)} tensor(s) that {cls.__name__} with this "
                 f"config needs (e.g. {missing[:3]}); it was saved for another architecture or CSG setting."
             )
+        _realign(model)
         return (model, info) if want_info else model
+
+
+def _realign(model: nn.Module, alignment: int = 64) -> None:
+    # safetensors returns tensors at arbitrary offsets, and CPU GEMM kernels choose their code path
+    # by alignment: fresh storage makes the generated filters bit-identical to the saved model's.
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.device.type == "cpu" and tensor.data_ptr() % alignment:
+            tensor.data = tensor.data.clone()
 
 
 class CSGModel(CSGPreTrainedModel):

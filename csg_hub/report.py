@@ -78,10 +78,9 @@ def parameter_report(model: nn.Module) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable rendering of `parameter_report`'s dict."""
     b = report["breakdown"]
-    lines = [
+    head = (
         f"{report['architecture']}: dense {report['dense_params']:,} params -> stored {report['stored_params']:,} "
         f"({report['ratio']:.2f}x smaller); {report['generated_layers']} generated convs, "
-        f"{report['dense_layers']} dense convs",
-        "  " + ", ".join(f"{k} {v:,}" for k, v in b.items()),
-    ]
-    return "\n".join(lines)
+        f"{report['dense_layers']} dense convs"
+    )
+    return head + "\n  " + ", ".join(f"{k} {v:,}" for k, v in b.items())

@@ -1,0 +1,56 @@
+"""Integration tests on the real Fashion-MNIST files from Debian's dataset-fashion-mnist."""
+
+import gzip
+
+import pytest
+import torch
+from transformers import AutoModelForImageClassification
+
+import csg_hub
+from csg_hub.data import FASHION_MNIST_CLASSES, fashion_mnist_loader, load_fashion_mnist
+from csg_hub.evaluation import evaluate
+from csg_hub.training import paper_optimizer, train_classifier
+
+pytestmark = pytest.mark.integration
+
+
+def test_fashion_mnist_splits():
+    images, labels = load_fashion_mnist("train")
+    assert images.shape == (60000, 28, 28) and images.dtype == torch.uint8
+    assert torch.bincount(labels).tolist() == [6000] * 10
+    assert images.float().mean().item() / 255 == pytest.approx(0.2860, abs=1e-3)
+    test_images, test_labels = load_fashion_mnist("test")
+    assert test_images.shape == (10000, 28, 28) and torch.bincount(test_labels).tolist() == [1000] * 10
+
+
+def test_bad_fashion_mnist_input(tmp_path):
+    with pytest.raises(ValueError, match="Unknown Fashion-MNIST split 'valid'"):
+        load_fashion_mnist("valid")
+    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        load_fashion_mnist("test", root=tmp_path)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        with gzip.open(tmp_path / name, "wb") as f:
+            f.write(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(10))
+    with pytest.raises(ValueError, match="truncated"):
+        load_fashion_mnist("test", root=tmp_path)
+
+
+def test_csg_resnet18_learns_fashion_mnist_and_reloads(tmp_path):
+    torch.manual_seed(0)
+    config = csg_hub.CSGConfig(
+        architecture="resnet18", in_chans=1, image_size=28, id2label=dict(enumerate(FASHION_MNIST_CLASSES))
+    )
+    model = csg_hub.CSGForImageClassification(config)
+    loader = fashion_mnist_loader("train", batch_size=64, train=True, limit=64 * 60)
+    losses = train_classifier(model, loader, epochs=1, optimizer=paper_optimizer(model, lr=0.05), progress=False)
+    assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10
+
+    test_loader = fashion_mnist_loader("test", batch_size=500, limit=2000)
+    trained = evaluate(model, test_loader, progress=False)
+    assert trained["top1"] > 60, trained  # chance is 10%
+
+    model.save_pretrained(tmp_path)
+    reloaded = evaluate(AutoModelForImageClassification.from_pretrained(tmp_path), test_loader, progress=False)
+    assert reloaded["top1"] == trained["top1"] and reloaded["loss"] == pytest.approx(trained["loss"], abs=1e-6)
+    dense = evaluate(model.to_timm(), test_loader, progress=False)
+    assert dense["top1"] == pytest.approx(trained["top1"], abs=0.1)

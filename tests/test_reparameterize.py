@@ -1,0 +1,171 @@
+import math
+
+import pytest
+import timm
+import torch
+from conftest import ALL_CONVS, make_config
+from torch import nn
+
+import csg_hub
+from csg_hub.reparameterize import GeneratedConv, kernel_key
+
+
+def test_generator_default_is_the_papers_single_linear():
+    gen = csg_hub.SliceGenerator(code_dim=72, slice_size=12, kernel_size=(3, 3))
+    params = dict(gen.named_parameters())
+    assert list(params) == ["proj.weight"]
+    assert params["proj.weight"].shape == (12 * 12 * 9, 72)  # 93,312 parameters, as in the paper
+    assert gen(torch.randn(5, 72)).shape == (5, 12, 12, 3, 3)
+
+
+def test_generator_hidden_layer_option():
+    gen = csg_hub.SliceGenerator(code_dim=16, slice_size=4, kernel_size=(3, 3), hidden_dim=32, activation="gelu")
+    assert type(gen.act).__name__ == "GELU"
+    slices = gen(torch.randn(1000, 16))
+    assert slices.shape == (1000, 4, 4, 3, 3)
+    assert 0.5 < slices.std().item() < 2.0  # unit-variance initialisation
+
+
+def test_default_policy_resnet18_generates_3x3_only():
+    model = csg_hub.CSGForImageClassification(make_config())
+    net = model.timm_model
+    generated = dict(csg_hub.generated_convs(net))
+    assert len(generated) == 16
+    assert all(tuple(m.kernel_size) == (3, 3) for m in generated.values())
+    assert list(net.csg_generators) == ["3x3"]
+    assert net.csg_skipped["conv1"].startswith("stem")
+    assert "1x1" in net.csg_skipped["layer2.0.downsample.0"]
+    conv = generated["layer4.1.conv2"]
+    assert "weight" not in conv._parameters
+    assert conv.codes.shape == (math.ceil(512 / 12) ** 2, 72)
+    assert conv.weight.shape == (512, 512, 3, 3)
+
+
+def test_generated_filters_are_he_scaled():
+    net = csg_hub.CSGForImageClassification(make_config()).timm_model
+    conv = dict(csg_hub.generated_convs(net))["layer4.1.conv2"]
+    std = conv.weight.std().item()
+    assert std == pytest.approx(math.sqrt(2 / (512 * 9)), rel=0.1)
+
+
+def test_policy_options_pointwise_grouped_stem_and_patterns():
+    net = csg_hub.CSGForImageClassification(make_config("efficientnet_b0", **ALL_CONVS)).timm_model
+    generated = dict(csg_hub.generated_convs(net))
+    assert "blocks.1.0.conv_dw" in generated and generated["blocks.1.0.conv_dw"].groups > 1
+    assert "blocks.1.0.conv_pw" in generated
+    assert set(net.csg_generators) == {"1x1", "3x3", "5x5"}
+    assert net.csg_generators["1x1"].slice_size == 36
+    assert "conv_stem" not in generated
+
+    net = csg_hub.CSGForImageClassification(
+        make_config(include=["layer3.*", "layer4.*"], exclude=["layer4.1.*"], generate_stem=True)
+    ).timm_model
+    names = set(dict(csg_hub.generated_convs(net)))
+    assert names == {
+        "layer3.0.conv1",
+        "layer3.0.conv2",
+        "layer3.1.conv1",
+        "layer3.1.conv2",
+        "layer4.0.conv1",
+        "layer4.0.conv2",
+    }
+    assert net.csg_skipped["layer4.1.conv1"] == "matched by exclude"
+    assert net.csg_skipped["layer1.0.conv1"] == "not matched by include"
+
+
+def test_unsupported_convs_are_left_dense_with_a_reason():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 8, 3)
+            self.conv = nn.Conv2d(8, 8, 3)
+            self.up = nn.ConvTranspose2d(8, 8, 3)
+            self.seq = nn.Conv1d(8, 8, 3)
+
+    net = csg_hub.reparameterize(Net(), make_config())
+    assert set(dict(csg_hub.generated_convs(net))) == {"conv"}
+    assert "ConvTranspose2d" in net.csg_skipped["up"]
+    assert "Conv1d" in net.csg_skipped["seq"]
+    assert net.csg_skipped["stem"].startswith("stem")
+    with pytest.raises(ValueError, match="already in CSG form"):
+        csg_hub.reparameterize(net, make_config())
+
+
+def test_reparameterize_keeps_custom_conv_forward():
+    # timm's same-padding conv subclasses nn.Conv2d with its own forward; it must keep it.
+    net = timm.create_model("tf_efficientnet_b0", in_chans=1, num_classes=10, pretrained=False)
+    csg_hub.reparameterize(net, make_config("tf_efficientnet_b0", **ALL_CONVS))
+    gen = dict(csg_hub.generated_convs(net))
+    assert type(gen["blocks.1.0.conv_dw"]).__name__ == "GeneratedConv2dSame"
+    net.eval()
+    x = torch.randn(1, 1, 33, 33)
+    dense = csg_hub.materialize(net).eval()
+    assert type(dense.blocks[1][0].conv_dw).__name__ == "Conv2dSame"
+    torch.testing.assert_close(net(x), dense(x), atol=1e-5, rtol=0)
+
+
+def test_gradients_reach_only_generator_codes_and_dense_layers(pixel_values):
+    # timm zero-initialises each block's last norm, which would zero every conv gradient at step 0.
+    model = csg_hub.CSGForImageClassification(make_config(model_args={"zero_init_last": False})).train()
+    loss = model(pixel_values, labels=torch.tensor([1, 2])).loss
+    loss.backward()
+    params = dict(model.named_parameters())
+    assert not any(
+        n.endswith(".weight") and p.ndim == 4 and n.split(".")[-2] in {"conv1", "conv2"} and "layer" in n
+        for n, p in params.items()
+    )
+    missing = [n for n, p in params.items() if p.grad is None]
+    assert missing == []
+    gen_grad = model.timm_model.csg_generators["3x3"].proj.weight.grad
+    assert gen_grad.abs().sum() > 0
+    for _, conv in csg_hub.generated_convs(model):
+        assert conv.codes.grad is not None and conv.codes.grad.abs().sum() > 0
+
+
+def test_eval_cache_follows_parameter_updates(pixel_values):
+    model = csg_hub.CSGForImageClassification(make_config(model_args={"zero_init_last": False})).eval()
+    conv = dict(csg_hub.generated_convs(model.timm_model))["layer1.0.conv1"]
+    with torch.no_grad():
+        first = conv.weight
+        assert conv.weight is first  # cached while nothing changes
+        conv.codes.mul_(2)
+        second = conv.weight
+    assert second is not first
+    torch.testing.assert_close(second, 2 * first)
+    # An optimizer step invalidates it too.
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(pixel_values, labels=torch.tensor([0, 1])).loss.backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        third = conv.weight
+    torch.testing.assert_close(third, conv.generate_weight())
+    assert not torch.equal(third, second)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "overrides"),
+    [
+        ("resnet18", {}),
+        ("resnet50", {}),
+        ("densenet121", {}),
+        ("efficientnet_b0", ALL_CONVS),
+        ("convnext_atto", {}),
+        ("resnet18", ALL_CONVS),
+    ],
+)
+def test_to_timm_matches_csg_outputs(architecture, overrides, pixel_values):
+    model = csg_hub.CSGForImageClassification(make_config(architecture, **overrides)).eval()
+    dense = model.to_timm().eval()
+    assert not any(isinstance(m, GeneratedConv) for m in dense.modules())
+    assert not hasattr(dense, "csg_generators")
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixel_values).logits, dense(pixel_values), atol=1e-5, rtol=0)
+    report = csg_hub.parameter_report(model)
+    assert sum(p.numel() for p in dense.parameters()) == report["dense_params"]
+    assert dense.pretrained_cfg["input_size"] == (1, 32, 32)
+
+
+def test_kernel_key():
+    assert kernel_key((3, 3)) == "3x3" and kernel_key((1, 7)) == "1x7"
