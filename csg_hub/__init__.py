@@ -2,8 +2,10 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
+from .cards import accuracy_result, model_card
 from .configuration import CSGConfig
 from .generator import SliceGenerator
+from .hub import config_from_timm, push_model, push_timm
 from .modeling import CheckpointError, CSGForImageClassification, CSGModel, CSGPreTrainedModel
 from .reparameterize import generated_convs, materialize, reparameterize
 from .report import format_report, parameter_report
@@ -21,9 +23,14 @@ __all__ = [
     "CSGPreTrainedModel",
     "CheckpointError",
     "SliceGenerator",
+    "accuracy_result",
+    "config_from_timm",
     "format_report",
     "generated_convs",
     "materialize",
+    "model_card",
     "parameter_report",
+    "push_model",
+    "push_timm",
     "reparameterize",
 ]

@@ -94,3 +94,119 @@ def fashion_mnist_loader(
         collate_fn=_random_hflip if train else None,
         generator=torch.Generator().manual_seed(seed) if train else None,
     )
+
+
+def fashion_mnist_dataset_dict(root: str | os.PathLike | None = None, limit: int | None = None):
+    """Fashion-MNIST as a `datasets.DatasetDict` with the schema of the Hub's `zalando-datasets/fashion_mnist`:
+    `image` (Image) and `label` (ClassLabel with the 10 class names), splits `train` and `test`."""
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=FASHION_MNIST_CLASSES)})
+    splits = {}
+    for split in ("train", "test"):
+        images, labels = load_fashion_mnist(split, root)
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        splits[split] = datasets.Dataset.from_dict(
+            {"image": list(images.numpy()), "label": labels.tolist()}, features=features, split=split
+        )
+    return datasets.DatasetDict(splits)
+
+
+# --- Hub / local image-classification datasets ----------------------------------------------------
+
+IMAGE_COLUMNS = ("image", "img", "pixel_values", "picture")
+
+
+def load_image_dataset(name_or_path: str, split: str, revision: str | None = None):
+    """One split of an image-classification dataset: a Hub id or local folder for `datasets.load_dataset`,
+    or a folder written by `DatasetDict.save_to_disk`."""
+    import datasets
+
+    path = Path(name_or_path)
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(f"Unknown split {split!r} in {name_or_path}; it has {sorted(loaded)}.")
+            return loaded[split]
+        return loaded
+    try:
+        return datasets.load_dataset(name_or_path, split=split, revision=revision)
+    except ValueError as err:
+        if "split" in str(err).lower():
+            raise ValueError(f"Unknown split {split!r} for dataset {name_or_path}: {err}") from err
+        raise
+
+
+def image_label_columns(dataset) -> tuple[str, str]:
+    """The image column (`image`/`img`/... of type Image) and the label column (a ClassLabel) of `dataset`."""
+    import datasets
+
+    features = dataset.features
+    images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
+    images += [c for c in IMAGE_COLUMNS if c in features and c not in images]
+    labels = [c for c, f in features.items() if isinstance(f, datasets.ClassLabel)]
+    labels += [c for c in ("label", "labels", "fine_label") if c in features and c not in labels]
+    if not images:
+        raise ValueError(f"No image column in the dataset (columns: {list(features)}); expected an Image feature.")
+    if not labels:
+        raise ValueError(f"No label column in the dataset (columns: {list(features)}); expected a ClassLabel.")
+    return images[0], labels[0]
+
+
+def image_transform(data_config: dict, train: bool = False):
+    """PIL image -> normalised tensor for a model's timm-style data config (`input_size`, `mean`, `std`).
+
+    Images are converted to the model's channel count (grey <-> RGB) and resized to its input size.
+    Training adds the paper's augmentation: random crop with padding and horizontal flip.
+    """
+    from torchvision.transforms import v2
+
+    channels, height, width = data_config["input_size"]
+    if channels not in (1, 3):
+        raise ValueError(f"Only 1- or 3-channel models can take PIL images, this one wants {channels}.")
+    mode = "L" if channels == 1 else "RGB"
+    steps = [v2.Lambda(lambda img: img.convert(mode)), v2.PILToTensor(), v2.Resize((height, width), antialias=True)]
+    if train:
+        steps += [v2.RandomCrop((height, width), padding=max(1, height // 8)), v2.RandomHorizontalFlip()]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data_config["mean"]), list(data_config["std"]))]
+    return v2.Compose(steps)
+
+
+def classification_loader(
+    dataset, data_config: dict, batch_size: int, train: bool = False, seed: int = 0, num_workers: int = 0
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of `(pixel_values, labels)` batches from an image-classification `datasets.Dataset`."""
+    image_col, label_col = image_label_columns(dataset)
+    transform = image_transform(data_config, train=train)
+
+    def collate(rows):
+        return torch.stack([transform(r[image_col]) for r in rows]), torch.tensor([r[label_col] for r in rows])
+
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train,
+        collate_fn=collate,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed) if train else None,
+    )
+
+
+def pixel_statistics(dataset, in_chans: int, max_images: int = 2000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (in [0, 1] units) of up to `max_images` images of `dataset`."""
+    image_col, _ = image_label_columns(dataset)
+    mode = "L" if in_chans == 1 else "RGB"
+    sample = dataset.select(range(min(max_images, len(dataset))))
+    pixels = (
+        torch.cat(
+            [
+                torch.from_numpy(np.asarray(img.convert(mode), dtype=np.float32)).reshape(-1, in_chans)
+                for img in sample[image_col]
+            ]
+        )
+        / 255.0
+    )
+    return tuple(round(v, 4) for v in pixels.mean(0).tolist()), tuple(round(v, 4) for v in pixels.std(0).tolist())

@@ -47,3 +47,71 @@ def evaluate(
         "num_samples": seen,
         "images_per_second": seen / elapsed,
     }
+
+
+def load_classifier(model_id: str, revision: str | None = None) -> tuple[nn.Module, dict]:
+    """A zoo (CSG) or plain timm / TimmWrapper classifier from a Hub repo or local folder, with its
+    timm-style data config (`input_size`, `mean`, `std`)."""
+    import json
+    from pathlib import Path
+
+    import timm
+    from huggingface_hub import hf_hub_download
+    from timm.data import resolve_data_config
+    from transformers import AutoModelForImageClassification
+
+    local = Path(model_id)
+    if local.is_dir():
+        config_path = local / "config.json"
+        if not config_path.exists():
+            raise FileNotFoundError(f"{local} holds no config.json; is it a model folder?")
+    else:
+        config_path = Path(hf_hub_download(model_id, "config.json", revision=revision))
+    config = json.loads(config_path.read_text())
+    if config.get("model_type") == "csg":
+        model = AutoModelForImageClassification.from_pretrained(model_id, revision=revision)
+        return model, model.config.data_config
+    if "architecture" in config:  # timm's own format, also what TimmWrapper reads
+        source = f"local-dir:{local}" if local.is_dir() else f"hf-hub:{model_id}" + (f"@{revision}" if revision else "")
+        model = timm.create_model(source, pretrained=True)
+        return model, resolve_data_config(model=model)
+    raise ValueError(
+        f"{model_id} is neither a csg-hub model (model_type 'csg') nor a timm model (config.json with "
+        f"'architecture'); found model_type {config.get('model_type')!r}."
+    )
+
+
+def update_card_accuracy(
+    model_id: str, top1: float, dataset_id: str, split: str = "test", revision: str | None = None
+) -> None:
+    """Record a measured top-1 in the `model-index` of a model card: a local folder's README.md, or
+    a Hub repo's card (pushed as a new commit)."""
+    from pathlib import Path
+
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .cards import accuracy_result
+
+    local = Path(model_id)
+    readme = local / "README.md"
+    if local.is_dir():
+        card = ModelCard(readme.read_text()) if readme.exists() else ModelCard("---\n---\n")
+    else:
+        card = ModelCard.load(model_id)
+    data = card.data if card.data is not None else ModelCardData()
+    new = accuracy_result(top1, dataset_id, split=split)
+    kept = [
+        r
+        for r in (data.eval_results or [])
+        if not (r.dataset_type == dataset_id and r.dataset_split == split and r.metric_type == "accuracy")
+    ]
+    data.eval_results = [*kept, new]
+    data.model_name = data.model_name or Path(model_id).name
+    data.datasets = sorted({*(data.datasets or []), dataset_id})
+    card.data = data
+    if local.is_dir():
+        card.save(readme)
+    else:
+        # a commit sha cannot take a commit: record the result on the default branch then
+        branch = None if revision is None or len(revision) == 40 else revision
+        card.push_to_hub(model_id, revision=branch, commit_message=f"Record {split} top-1 on {dataset_id}")

@@ -14,6 +14,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttenti
 
 from .configuration import CSGConfig
 from .generator import SliceGenerator
+from .hub import push_model
 from .reparameterize import GeneratedConv, materialize, reparameterize
 
 
@@ -62,6 +63,16 @@ class CSGPreTrainedModel(PreTrainedModel):
         dense.pretrained_cfg = {**dense.pretrained_cfg, **self.config.data_config}
         return dense
 
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload `config.json`, `model.safetensors` and a model card with the compression numbers.
+
+        Takes `transformers`' arguments (commit_message, private, token, revision, create_pr, ...) and
+        csg-hub's: `include_code=True` also uploads the modeling code for `trust_remote_code=True`;
+        `results` (`[csg_hub.accuracy_result(...)]`), `training_command` and `dense_baseline` fill the card.
+        """
+        kwargs.pop("max_shard_size", None)  # CSG checkpoints are small: never sharded
+        return push_model(self, repo_id, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
         """As `PreTrainedModel.from_pretrained`, safetensors only, and strict: a checkpoint whose tensors
@@ -76,6 +87,14 @@ class CSGPreTrainedModel(PreTrainedModel):
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
             )
+        except CheckpointError:
+            raise
+        except OSError as err:
+            if "file named" not in str(err):
+                raise
+            raise CheckpointError(
+                f"{source} has no model.safetensors (csg-hub loads safetensors checkpoints only, never pickles): {err}"
+            ) from err
         except SafetensorError as err:
             raise CheckpointError(
                 f"Could not read the safetensors checkpoint of {source}: {err}. "

@@ -13,14 +13,14 @@ POLICIES = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("architectures", nargs="+", help="timm architectures, e.g. resnet18 resnet50")
     parser.add_argument("--in-chans", type=int, default=1)
     parser.add_argument("--num-labels", type=int, default=10)
     parser.add_argument("--policy", choices=sorted(POLICIES), nargs="+", default=["default", "all-convs"])
     parser.add_argument("--json", action="store_true", help="print the full reports as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     rows = []
     for arch in args.architectures:

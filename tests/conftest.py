@@ -1,7 +1,44 @@
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# huggingface_hub reads these at import time, so they are set before anything imports it: every Hub
+# call in the suite goes to the Hub-protocol server below, with a cache of its own and no Xet.
+HUB_PORT = _free_port()
+os.environ.update(
+    HF_ENDPOINT=f"http://127.0.0.1:{HUB_PORT}",
+    HF_HOME=tempfile.mkdtemp(prefix="csg-hf-home-"),
+    HF_HUB_DISABLE_XET="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_TOKEN="test-token",
+    # transformers otherwise asks a Hub Space to convert pickles when model.safetensors is missing
+    DISABLE_SAFETENSORS_CONVERSION="1",
+)
+os.environ.pop("HF_HUB_OFFLINE", None)
+
 import pytest
 import torch
 
 import csg_hub
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """A Hub-protocol server on 127.0.0.1 that `HF_ENDPOINT` points at for the whole session."""
+    from csg_hub.hub_server import HubServer
+
+    server = HubServer(root=Path(tmp_path_factory.mktemp("hub")), port=HUB_PORT)
+    server.start()
+    yield server
+    server.stop()
 
 
 def make_config(architecture: str = "resnet18", **overrides) -> csg_hub.CSGConfig:

@@ -1,0 +1,103 @@
+"""Model cards with measured accuracy (`model-index`) and compression numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .report import parameter_report
+
+TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_cards" / "template.md"
+CSG_CITATION = """@inproceedings{omidvar2021associative,
+  title     = {Associative Convolutional Layers},
+  author    = {Omidvar, Hamed and Akhlaghi, Vahideh and Su, Hao and Franceschetti, Massimo and Gupta, Rajesh K.},
+  booktitle = {Proceedings of The 24th International Conference on Artificial Intelligence and Statistics (AISTATS)},
+  year      = {2021},
+  eprint    = {1906.04309},
+  archivePrefix = {arXiv}
+}"""
+
+
+def accuracy_result(
+    top1: float, dataset_id: str, split: str = "test", dataset_name: str | None = None, num_samples: int | None = None
+) -> EvalResult:
+    """An image-classification `EvalResult` for a measured top-1 accuracy (in %)."""
+    result = EvalResult(
+        task_type="image-classification",
+        dataset_type=dataset_id,
+        dataset_name=dataset_name or dataset_id,
+        dataset_split=split,
+        metric_type="accuracy",
+        metric_name="Top-1 accuracy",
+        metric_value=round(float(top1), 2),
+    )
+    result.num_samples = num_samples  # shown in the card body, not part of model-index
+    return result
+
+
+def model_card(
+    model,
+    repo_id: str,
+    *,
+    results: list[EvalResult] | None = None,
+    checkpoint_bytes: int | None = None,
+    training_command: str | None = None,
+    dense_baseline: float | None = None,
+    remote_code: bool = False,
+    license: str = "apache-2.0",
+    tags: list[str] | None = None,
+) -> ModelCard:
+    """The card of a CSG model: metadata, results, compression table, loading and training notes."""
+    config = model.config
+    report = parameter_report(model)
+    results = list(results or [])
+    card_data = ModelCardData(
+        library_name="transformers",
+        license=license,
+        pipeline_tag="image-classification",
+        tags=sorted({"image-classification", "csg", "csg-hub", "timm", config.architecture, *(tags or [])}),
+        datasets=sorted({r.dataset_type for r in results}) or None,
+        model_name=repo_id.split("/")[-1],
+        eval_results=results or None,
+    )
+    policy = ", ".join(
+        name
+        for name, on in (
+            ("paper policy: k x k convs with k > 1", True),
+            ("1x1 convs", config.generate_pointwise),
+            ("grouped/depthwise convs", config.generate_grouped),
+            ("stem", config.generate_stem),
+        )
+        if on
+    )
+    if not TEMPLATE_PATH.exists():
+        raise FileNotFoundError(f"Model card template {TEMPLATE_PATH} is missing; reinstall csg-hub from source.")
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        architecture=config.architecture,
+        in_chans=config.in_chans,
+        num_labels=config.num_labels,
+        image_size=config.image_size,
+        slice_size=config.slice_size,
+        code_dim=config.code_dim,
+        generator_hidden_dim=config.generator_hidden_dim,
+        generator_kernels=", ".join(report["generators"]) or "none",
+        generated_layers=report["generated_layers"],
+        dense_layers=report["dense_layers"],
+        policy=policy,
+        results=results,
+        dense_params=report["dense_params"],
+        stored_params=report["stored_params"],
+        dense_bytes=4 * (report["dense_params"] + report["stored_buffers"]),
+        checkpoint_bytes=checkpoint_bytes,
+        ratio=report["ratio"],
+        breakdown=report["breakdown"],
+        dense_baseline=dense_baseline,
+        remote_code=remote_code,
+        training_command=training_command,
+        citation=CSG_CITATION,
+    )

@@ -1,0 +1,176 @@
+"""Push CSG models (and their dense timm export) to the Hub; build CSG configs from timm Hub repos."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitInfo, EvalResult, HfApi, hf_hub_download
+
+from .cards import model_card
+from .configuration import CSGConfig
+
+AUTO_MAP = {
+    "AutoConfig": "configuration.CSGConfig",
+    "AutoModel": "modeling.CSGModel",
+    "AutoModelForImageClassification": "modeling.CSGForImageClassification",
+}
+
+
+def save_with_code(model, folder: str | os.PathLike) -> None:
+    """`save_pretrained` plus the modeling code and an `auto_map`, for `trust_remote_code=True` loading."""
+    import shutil
+
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    from . import modeling
+
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    for source in {modeling.__file__, *get_relative_import_files(modeling.__file__)}:
+        shutil.copy(source, folder / Path(source).name)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = AUTO_MAP
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def push_model(
+    model,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    include_code: bool = False,
+    results: list[EvalResult] | None = None,
+    training_command: str | None = None,
+    dense_baseline: float | None = None,
+    tags: list[str] | None = None,
+) -> CommitInfo:
+    """Upload `config.json`, `model.safetensors` and a model card (plus the modeling code when
+    `include_code=True`) to `repo_id`, creating the repo if needed. Returns the commit."""
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        if include_code:
+            save_with_code(model, tmp)
+        else:
+            model.save_pretrained(tmp)
+        card = model_card(
+            model,
+            repo_id,
+            results=results,
+            checkpoint_bytes=(Path(tmp) / "model.safetensors").stat().st_size,
+            training_command=training_command,
+            dense_baseline=dense_baseline,
+            remote_code=include_code,
+            tags=tags,
+        )
+        card.save(Path(tmp) / "README.md")
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=tmp,
+            commit_message=commit_message or f"Upload CSG {model.config.architecture}",
+            commit_description=commit_description,
+            revision=revision,
+            create_pr=create_pr,
+            # code left from an earlier include_code push must not linger without its auto_map
+            delete_patterns=None if include_code else ["*.py"],
+        )
+
+
+def push_timm(
+    model,
+    repo_id: str,
+    *,
+    label_names: list[str] | None = None,
+    data_config: dict | None = None,
+    commit_message: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+) -> CommitInfo:
+    """Push a plain timm model, or a CSG model's `to_timm()` export, as a native timm repo that loads with
+    `timm.create_model("hf-hub:" + repo_id)` and with transformers' `AutoModelForImageClassification`
+    (TimmWrapper). For CSG models the labels and preprocessing come from their config."""
+    from timm.models import save_for_hf
+
+    if hasattr(model, "to_timm"):
+        label_names = label_names or [model.config.id2label[i] for i in range(model.config.num_labels)]
+        data_config = data_config or model.config.data_config
+        source = f"csg-hub CSG {model.config.architecture}, generated filters written out by `to_timm()`"
+        model = model.to_timm()
+    else:
+        source = f"timm {model.pretrained_cfg.get('architecture', type(model).__name__)} trained with csg-hub"
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        model_config = {"label_names": list(label_names)} if label_names else None
+        save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, data_config=data_config)
+        _fix_timm_config(Path(tmp) / "config.json")
+        (Path(tmp) / "README.md").write_text(
+            "---\nlibrary_name: timm\nlicense: apache-2.0\npipeline_tag: image-classification\n"
+            "tags:\n- timm\n- image-classification\n- csg-hub\n---\n\n"
+            f"# {repo_id.split('/')[-1]}\n\nDense timm model ({source}).\n"
+        )
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=tmp,
+            commit_message=commit_message or "Upload dense timm model",
+            revision=revision,
+        )
+
+
+def _fix_timm_config(path: Path) -> None:
+    # timm 1.0.31 records num_classes inside model_args as well as at the root; transformers'
+    # TimmWrapper passes num_labels *and* model_args to create_model, so the duplicate raises
+    # "multiple values for 'num_classes'". The root value is the one both libraries read.
+    config = json.loads(path.read_text())
+    model_args = config.get("model_args") or {}
+    if "num_classes" in model_args:
+        model_args.pop("num_classes")
+        config["model_args"] = model_args
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def config_from_timm(repo_or_dir: str | os.PathLike, revision: str | None = None, **overrides: Any) -> CSGConfig:
+    """A `CSGConfig` for the architecture, labels, channels and preprocessing of a timm Hub repo
+    (or local folder holding a timm `config.json`); `overrides` set CSG hyper-parameters."""
+    local = Path(repo_or_dir)
+    if local.is_dir():
+        path = local / "config.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{local} holds no config.json; is it a timm model folder?")
+    else:
+        path = Path(hf_hub_download(str(repo_or_dir), "config.json", revision=revision))
+    timm_config = json.loads(path.read_text())
+    if "architecture" not in timm_config:
+        raise ValueError(f"{repo_or_dir} is not a timm repo: its config.json has no 'architecture'.")
+    pretrained_cfg = timm_config.get("pretrained_cfg") or {}
+    model_args = dict(timm_config.get("model_args") or {})
+    model_args.pop("num_classes", None)
+    input_size = pretrained_cfg.get("input_size", (3, 224, 224))
+    in_chans = model_args.pop("in_chans", input_size[0])
+    kwargs: dict[str, Any] = {
+        "architecture": timm_config["architecture"],
+        "in_chans": in_chans,
+        "image_size": input_size[-1],
+        "model_args": model_args or None,
+    }
+    if len(pretrained_cfg.get("mean", ())) == in_chans:
+        kwargs.update(image_mean=list(pretrained_cfg["mean"]), image_std=list(pretrained_cfg["std"]))
+    labels = timm_config.get("label_names")
+    if labels:
+        kwargs["id2label"] = (
+            {int(k): v for k, v in labels.items()} if isinstance(labels, dict) else dict(enumerate(labels))
+        )
+    else:
+        kwargs["num_labels"] = timm_config.get("num_classes", pretrained_cfg.get("num_classes", 1000))
+    return CSGConfig(**{**kwargs, **overrides})

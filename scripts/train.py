@@ -1,0 +1,167 @@
+"""Train a dense or CSG timm classifier on an image-classification dataset (Hub id or local folder).
+
+Runs anywhere HF accelerate does: `python scripts/train.py ...` on one CPU or GPU, or
+`accelerate launch scripts/train.py ...` on several GPUs or nodes. Writes `metrics.json`, a
+checkpoint after every epoch (`--resume` continues), and the final model to OUTPUT_DIR/model
+(CSG: config.json, model.safetensors and a model card filled from the measured numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="resnet18", help="timm architecture")
+    p.add_argument("--csg", action="store_true", help="reparameterize with a Convolutional Slice Generator")
+    g = p.add_argument_group("CSG (with --csg)")
+    g.add_argument("--slice-size", type=int, default=12)
+    g.add_argument("--code-dim", type=int, default=72)
+    g.add_argument("--generator-hidden-dim", type=int, default=0)
+    g.add_argument("--generate-pointwise", action="store_true", help="also generate 1x1 convs")
+    g.add_argument("--pointwise-slice-size", type=int, default=36)
+    g.add_argument("--generate-grouped", action="store_true", help="also generate grouped/depthwise convs")
+    g.add_argument("--include", nargs="*", default=None, help="module-name patterns to generate")
+    g.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep dense")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="zalando-datasets/fashion_mnist", help="Hub dataset id or local folder")
+    d.add_argument("--revision", default=None, help="dataset revision")
+    d.add_argument("--train-split", default="train")
+    d.add_argument("--eval-split", default="test")
+    d.add_argument("--image-size", type=int, default=None, help="default: the dataset's own size")
+    d.add_argument("--in-chans", type=int, default=None, help="default: 1 for greyscale datasets, else 3")
+    d.add_argument("--num-workers", type=int, default=0)
+    d.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    d.add_argument("--eval-limit", type=int, default=None, help="use only the first N evaluation images")
+    t = p.add_argument_group("optimisation (paper recipe: SGD 0.05, momentum 0.9, wd 5e-4)")
+    defaults = __import__("csg_hub.training", fromlist=["TrainingArguments"]).TrainingArguments()
+    for field in dataclasses.fields(defaults):
+        kind = type(getattr(defaults, field.name)) if getattr(defaults, field.name) is not None else int
+        t.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=getattr(defaults, field.name))
+    o = p.add_argument_group("output")
+    o.add_argument("--output-dir", default=None, help="default: runs/<model>-<csg|dense>")
+    o.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint")
+    o.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the final model with its card")
+    o.add_argument("--dense-baseline", metavar="METRICS_JSON", default=None, help="dense run's metrics.json")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    start = time.perf_counter()
+
+    import timm
+    from accelerate.utils import set_seed
+
+    import csg_hub
+    from csg_hub.data import classification_loader, image_label_columns, load_image_dataset, pixel_statistics
+    from csg_hub.training import TrainingArguments, fit
+
+    set_seed(args.seed)
+    train_set = load_image_dataset(args.dataset, args.train_split, args.revision)
+    eval_set = load_image_dataset(args.dataset, args.eval_split, args.revision)
+    if args.train_limit:
+        train_set = train_set.select(range(min(args.train_limit, len(train_set))))
+    if args.eval_limit:
+        eval_set = eval_set.select(range(min(args.eval_limit, len(eval_set))))
+    image_col, label_col = image_label_columns(train_set)
+    label_names = train_set.features[label_col].names
+    first = train_set[0][image_col]
+    in_chans = args.in_chans or (1 if first.mode in ("L", "1", "I", "I;16", "F") else 3)
+    mean, std = pixel_statistics(train_set, in_chans)
+
+    config = csg_hub.CSGConfig(
+        architecture=args.model,
+        in_chans=in_chans,
+        image_size=args.image_size or first.size[1],
+        image_mean=list(mean),
+        image_std=list(std),
+        id2label=dict(enumerate(label_names)),
+        slice_size=args.slice_size,
+        code_dim=args.code_dim,
+        generator_hidden_dim=args.generator_hidden_dim,
+        generate_pointwise=args.generate_pointwise,
+        pointwise_slice_size=args.pointwise_slice_size,
+        generate_grouped=args.generate_grouped,
+        include=args.include,
+        exclude=args.exclude,
+    )
+    if args.csg:
+        model = csg_hub.CSGForImageClassification(config)
+    else:
+        model = timm.create_model(args.model, pretrained=False, in_chans=in_chans, num_classes=len(label_names))
+    report = csg_hub.parameter_report(model)
+    print(csg_hub.format_report(report))
+
+    training = TrainingArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments)})
+    data_config = config.data_config
+    train_loader = classification_loader(train_set, data_config, training.batch_size, True, args.seed, args.num_workers)
+    eval_loader = classification_loader(eval_set, data_config, 256, num_workers=args.num_workers)
+    output_dir = Path(args.output_dir or f"runs/{args.model}-{'csg' if args.csg else 'dense'}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])])
+
+    def log(record: dict) -> None:
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
+
+    history = fit(model, train_loader, training, eval_loader, output_dir, resume=args.resume, on_epoch_end=log)
+    final = {k.removeprefix("eval_"): v for k, v in history[-1].items() if k.startswith("eval_")}
+
+    model_dir = output_dir / "model"
+    dense_baseline = json.loads(Path(args.dense_baseline).read_text())["final"]["top1"] if args.dense_baseline else None
+    results = [
+        csg_hub.accuracy_result(final["top1"], args.dataset, split=args.eval_split, num_samples=final["num_samples"])
+    ]
+    if args.csg:
+        model.save_pretrained(model_dir)
+        card = csg_hub.model_card(
+            model,
+            args.push_to_hub or f"csg-hub/{output_dir.name}",
+            results=results,
+            checkpoint_bytes=(model_dir / "model.safetensors").stat().st_size,
+            training_command=command,
+            dense_baseline=dense_baseline,
+            tags=[Path(args.dataset).name],
+        )
+        card.save(model_dir / "README.md")
+    else:
+        from timm.models import save_for_hf
+
+        save_for_hf(model, model_dir, model_config={"label_names": label_names}, safe_serialization=True,
+                    data_config=data_config)  # fmt: skip
+    metrics = {
+        "command": command,
+        "model": args.model,
+        "csg": args.csg,
+        "dataset": args.dataset,
+        "eval_split": args.eval_split,
+        "config": config.to_dict() if args.csg else None,
+        "training": dataclasses.asdict(training),
+        "final": final,
+        "dense_baseline_top1": dense_baseline,
+        "report": {k: v for k, v in report.items() if k != "dense_layer_reasons"},
+        "checkpoint_bytes": sum(f.stat().st_size for f in model_dir.glob("*.safetensors")),
+        "history": history,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    print(f"final {args.eval_split} top-1 {final['top1']:.2f}% ({output_dir / 'metrics.json'})")
+
+    if args.push_to_hub:
+        if args.csg:
+            commit = model.push_to_hub(args.push_to_hub, results=results, training_command=command,
+                                       dense_baseline=dense_baseline)  # fmt: skip
+        else:
+            commit = csg_hub.push_timm(model, args.push_to_hub, label_names=label_names, data_config=data_config)
+        print(f"pushed {args.push_to_hub}@{commit.oid}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The scripts end to end: prepare -> push dataset -> eval from the Hub; train with resume; bad input."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+import csg_hub
+from csg_hub.data import FASHION_MNIST_CLASSES
+
+pytestmark = pytest.mark.integration
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fashion_repo(hub_server):
+    """A 200-image Fashion-MNIST twin pushed as a parquet dataset repo to the test Hub."""
+    repo = f"csg-test/fashion-mnist-{uuid.uuid4().hex[:6]}"
+    _script("prepare_fashion_mnist").main(["--push-to-hub", repo, "--limit", "200"])
+    return repo
+
+
+def _csg_model_dir(tmp_path, in_chans=1):
+    config = csg_hub.CSGConfig(
+        architecture="resnet18",
+        in_chans=in_chans,
+        image_size=28,
+        id2label=dict(enumerate(FASHION_MNIST_CLASSES)),
+    )
+    model = csg_hub.CSGForImageClassification(config).eval()
+    model.save_pretrained(tmp_path / "model")
+    return model, tmp_path / "model"
+
+
+def test_prepare_script_schema(tmp_path):
+    _script("prepare_fashion_mnist").main(["--save-to-disk", str(tmp_path / "fm"), "--limit", "10"])
+    dd = datasets.load_from_disk(str(tmp_path / "fm"))
+    assert set(dd) == {"train", "test"} and dd["train"].num_rows == 10
+    assert dd["train"].features["label"].names == FASHION_MNIST_CLASSES
+    assert isinstance(dd["train"].features["image"], datasets.Image)
+    assert dd["test"][0]["image"].size == (28, 28)
+
+
+def test_eval_from_hub_dataset_and_hub_model(fashion_repo, tmp_path):
+    model, _ = _csg_model_dir(tmp_path)
+    model_repo = f"csg-test/eval-{uuid.uuid4().hex[:6]}"
+    model.push_to_hub(model_repo)
+    out = tmp_path / "results.json"
+    result = _script("eval").main(
+        ["--model", model_repo, "--dataset", fashion_repo, "--split", "test", "--output", str(out), "--update-card"]
+    )
+    saved = json.loads(out.read_text())
+    assert saved["num_samples"] == 200 and 0 <= saved["top1"] <= saved["top5"] <= 100
+    for key in ("top1", "top5", "loss", "num_samples", "images_per_second", "dense_params", "stored_params", "ratio"):
+        assert key in saved
+    report = csg_hub.parameter_report(model)
+    assert saved["stored_params"] == report["stored_params"] and saved["ratio"] == pytest.approx(report["ratio"])
+    # the same numbers computed by hand
+    from csg_hub.data import classification_loader, load_image_dataset
+    from csg_hub.evaluation import evaluate
+
+    expected = evaluate(
+        model, classification_loader(load_image_dataset(fashion_repo, "test"), model.config.data_config, 64)
+    )
+    assert result["top1"] == pytest.approx(expected["top1"]) and result["loss"] == pytest.approx(
+        expected["loss"], rel=1e-5
+    )
+    # --update-card wrote model-index on the Hub
+    from huggingface_hub import ModelCard
+
+    (entry,) = [r for r in ModelCard.load(model_repo).data.eval_results if r.dataset_type == fashion_repo]
+    assert entry.metric_value == round(saved["top1"], 2) and entry.dataset_split == "test"
+
+
+def test_eval_on_a_timm_repo(fashion_repo, tmp_path):
+    model, _ = _csg_model_dir(tmp_path)
+    repo = f"csg-test/timm-{uuid.uuid4().hex[:6]}"
+    csg_hub.push_timm(model, repo)
+    result = _script("eval").main(["--model", repo, "--dataset", fashion_repo, "--limit", "50"])
+    assert result["num_samples"] == 50 and result["ratio"] == 1.0
+
+
+def test_train_with_resume_and_local_dataset(tmp_path):
+    from csg_hub.data import fashion_mnist_dataset_dict
+
+    fashion_mnist_dataset_dict(limit=256).save_to_disk(tmp_path / "data")
+    common = ["--csg", "--dataset", str(tmp_path / "data"), "--batch-size", "64", "--output-dir", str(tmp_path / "run")]
+    first = _script("train").main([*common, "--epochs", "1"])
+    assert len(first["history"]) == 1 and (tmp_path / "run/checkpoint/model.safetensors").exists()
+    resumed = _script("train").main([*common, "--epochs", "2", "--resume"])
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"][0] == first["history"][0]
+    folder = tmp_path / "run/model"
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    card = csg_hub.cards.ModelCard((folder / "README.md").read_text())
+    assert card.data.eval_results[0].metric_value == round(resumed["final"]["top1"], 2)
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["final"]["num_samples"] == 256 and "python scripts/train.py" in metrics["command"]
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_dataset_without_label_column(tmp_path):
+    ds = datasets.Dataset.from_dict(
+        {"image": [np.zeros((28, 28), np.uint8)] * 4}, features=datasets.Features({"image": datasets.Image()})
+    )
+    datasets.DatasetDict({"test": ds}).save_to_disk(tmp_path / "nolabel")
+    _, model_dir = _csg_model_dir(tmp_path)
+    with pytest.raises(ValueError, match="No label column"):
+        _script("eval").main(["--model", str(model_dir), "--dataset", str(tmp_path / "nolabel")])
+
+
+def test_rgb_dataset_for_greyscale_model_is_converted(tmp_path):
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=FASHION_MNIST_CLASSES)})
+    images = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(6)]
+    ds = datasets.Dataset.from_dict({"img": images, "label": list(range(6))}, features=features)
+    datasets.DatasetDict({"test": ds}).save_to_disk(tmp_path / "rgb")
+    _, model_dir = _csg_model_dir(tmp_path)
+    result = _script("eval").main(["--model", str(model_dir), "--dataset", str(tmp_path / "rgb")])
+    assert result["num_samples"] == 6
+
+
+def test_unknown_split(fashion_repo, tmp_path):
+    _, model_dir = _csg_model_dir(tmp_path)
+    with pytest.raises(ValueError, match="Unknown split 'validation'"):
+        _script("eval").main(["--model", str(model_dir), "--dataset", fashion_repo, "--split", "validation"])
+
+
+def test_class_count_mismatch(tmp_path):
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    ds = datasets.Dataset.from_dict({"image": [np.zeros((28, 28), np.uint8)] * 2, "label": [0, 1]}, features=features)
+    datasets.DatasetDict({"test": ds}).save_to_disk(tmp_path / "two")
+    _, model_dir = _csg_model_dir(tmp_path)
+    with pytest.raises(ValueError, match="2 classes but the model predicts 10"):
+        _script("eval").main(["--model", str(model_dir), "--dataset", str(tmp_path / "two")])
+
+
+@pytest.mark.parametrize("name", ["train", "eval", "prepare_fashion_mnist", "demo", "report_params"])
+def test_scripts_have_help(name):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0 and out.stdout.startswith("usage:"), out.stderr
