@@ -52,22 +52,16 @@ def evaluate(
 def load_classifier(model_id: str, revision: str | None = None) -> tuple[nn.Module, dict]:
     """A zoo (CSG) or plain timm / TimmWrapper classifier from a Hub repo or local folder, with its
     timm-style data config (`input_size`, `mean`, `std`)."""
-    import json
     from pathlib import Path
 
     import timm
-    from huggingface_hub import hf_hub_download
     from timm.data import resolve_data_config
     from transformers import AutoModelForImageClassification
 
+    from .hub import read_config_json
+
     local = Path(model_id)
-    if local.is_dir():
-        config_path = local / "config.json"
-        if not config_path.exists():
-            raise FileNotFoundError(f"{local} holds no config.json; is it a model folder?")
-    else:
-        config_path = Path(hf_hub_download(model_id, "config.json", revision=revision))
-    config = json.loads(config_path.read_text())
+    config = read_config_json(model_id, revision)
     if config.get("model_type") == "csg":
         model = AutoModelForImageClassification.from_pretrained(model_id, revision=revision)
         return model, model.config.data_config

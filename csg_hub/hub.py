@@ -140,17 +140,22 @@ def _fix_timm_config(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def config_from_timm(repo_or_dir: str | os.PathLike, revision: str | None = None, **overrides: Any) -> CSGConfig:
-    """A `CSGConfig` for the architecture, labels, channels and preprocessing of a timm Hub repo
-    (or local folder holding a timm `config.json`); `overrides` set CSG hyper-parameters."""
+def read_config_json(repo_or_dir: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
+    """The `config.json` of a Hub model repo or of a local model folder."""
     local = Path(repo_or_dir)
     if local.is_dir():
         path = local / "config.json"
         if not path.exists():
-            raise FileNotFoundError(f"{local} holds no config.json; is it a timm model folder?")
+            raise FileNotFoundError(f"{local} holds no config.json; is it a model folder?")
     else:
         path = Path(hf_hub_download(str(repo_or_dir), "config.json", revision=revision))
-    timm_config = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def config_from_timm(repo_or_dir: str | os.PathLike, revision: str | None = None, **overrides: Any) -> CSGConfig:
+    """A `CSGConfig` for the architecture, labels, channels and preprocessing of a timm Hub repo
+    (or local folder holding a timm `config.json`); `overrides` set CSG hyper-parameters."""
+    timm_config = read_config_json(repo_or_dir, revision)
     if "architecture" not in timm_config:
         raise ValueError(f"{repo_or_dir} is not a timm repo: its config.json has no 'architecture'.")
     pretrained_cfg = timm_config.get("pretrained_cfg") or {}

@@ -48,6 +48,15 @@ def make_config(architecture: str = "resnet18", **overrides) -> csg_hub.CSGConfi
 
 
 ALL_CONVS = {"generate_pointwise": True, "generate_grouped": True}
+# The families every CSG feature is checked on, with the policy each is checked under.
+ARCHITECTURES = [
+    ("resnet18", {}),
+    ("resnet50", {}),
+    ("densenet121", {}),
+    ("efficientnet_b0", ALL_CONVS),
+    ("convnext_atto", {}),
+    ("resnet18", {**ALL_CONVS, "generator_hidden_dim": 64}),
+]
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import ALL_CONVS, make_config
+from conftest import ARCHITECTURES, make_config
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 from transformers.modeling_outputs import ImageClassifierOutput
@@ -20,17 +20,7 @@ def _file_tensors(path):
     return load_file(path / "model.safetensors")
 
 
-@pytest.mark.parametrize(
-    ("architecture", "overrides"),
-    [
-        ("resnet18", {}),
-        ("resnet50", {}),
-        ("densenet121", {}),
-        ("efficientnet_b0", ALL_CONVS),
-        ("convnext_atto", {}),
-        ("resnet18", {**ALL_CONVS, "generator_hidden_dim": 64}),
-    ],
-)
+@pytest.mark.parametrize(("architecture", "overrides"), ARCHITECTURES)
 def test_save_load_round_trip(tmp_path, architecture, overrides, pixel_values):
     model = _saved(tmp_path, architecture, **overrides)
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path)

@@ -3,7 +3,7 @@ import math
 import pytest
 import timm
 import torch
-from conftest import ALL_CONVS, make_config
+from conftest import ALL_CONVS, ARCHITECTURES, make_config
 from torch import nn
 
 import csg_hub
@@ -144,17 +144,7 @@ def test_eval_cache_follows_parameter_updates(pixel_values):
     assert not torch.equal(third, second)
 
 
-@pytest.mark.parametrize(
-    ("architecture", "overrides"),
-    [
-        ("resnet18", {}),
-        ("resnet50", {}),
-        ("densenet121", {}),
-        ("efficientnet_b0", ALL_CONVS),
-        ("convnext_atto", {}),
-        ("resnet18", ALL_CONVS),
-    ],
-)
+@pytest.mark.parametrize(("architecture", "overrides"), ARCHITECTURES)
 def test_to_timm_matches_csg_outputs(architecture, overrides, pixel_values):
     model = csg_hub.CSGForImageClassification(make_config(architecture, **overrides)).eval()
     dense = model.to_timm().eval()
