@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,7 +117,12 @@ def fit(
 
     step = start_epoch * steps_per_epoch
     bar = tqdm(
-        total=total, initial=step, desc="train", unit="step", disable=not (progress and accelerator.is_main_process)
+        total=total,
+        initial=step,
+        desc="train",
+        unit="step",
+        disable=not (progress and accelerator.is_main_process),
+        mininterval=0.1 if sys.stderr.isatty() else 30,  # log files get a line every 30 s, not every step
     )
     for epoch in range(start_epoch, args.epochs):
         model.train()

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import timm
     from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
 
     import csg_hub
     from csg_hub.data import classification_loader, image_label_columns, load_image_dataset, pixel_statistics
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     command = " ".join(["python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])])
 
     def log(record: dict) -> None:
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
+        # tqdm.write keeps the record on a line of its own between progress-bar refreshes
+        tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
 
     history = fit(model, train_loader, training, eval_loader, output_dir, resume=args.resume, on_epoch_end=log)
     final = {k.removeprefix("eval_"): v for k, v in history[-1].items() if k.startswith("eval_")}
