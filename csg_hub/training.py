@@ -35,6 +35,7 @@ class TrainingArguments:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
+    bf16: bool = False  # bfloat16 autocast for training steps; evaluation always runs in float32
     seed: int = 0
     max_steps: int | None = None  # stop early (smoke tests); the schedule still spans all epochs
 
@@ -128,7 +129,10 @@ def fit(
         model.train()
         started, loss_sum, seen = time.perf_counter(), 0.0, 0
         for pixel_values, labels in train_loader:
-            loss = classification_loss(model, pixel_values, labels, args.label_smoothing)
+            # autocast only here, not through Accelerator(mixed_precision=...), which would also wrap the
+            # model's forward for evaluation: float32 evaluation is what eval.py and the card reproduce
+            with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                loss = classification_loss(model, pixel_values, labels, args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -137,7 +141,7 @@ def fit(
             seen += labels.shape[0]
             step += 1
             bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
             if args.max_steps is not None and step >= args.max_steps:
                 break
         record: dict[str, Any] = {

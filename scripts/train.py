@@ -42,8 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t = p.add_argument_group("optimisation (paper recipe: SGD 0.05, momentum 0.9, wd 5e-4)")
     defaults = __import__("csg_hub.training", fromlist=["TrainingArguments"]).TrainingArguments()
     for field in dataclasses.fields(defaults):
-        kind = type(getattr(defaults, field.name)) if getattr(defaults, field.name) is not None else int
-        t.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=getattr(defaults, field.name))
+        flag, default = f"--{field.name.replace('_', '-')}", getattr(defaults, field.name)
+        if isinstance(default, bool):
+            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            t.add_argument(flag, type=int if default is None else type(default), default=default)
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", default=None, help="default: runs/<model>-<csg|dense>")
     o.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint")

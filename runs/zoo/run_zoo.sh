@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The zoo's training runs, one after another (2 CPU cores: never two torch processes at once).
+# Usage: bash runs/zoo/run_zoo.sh [NAME ...]   (default: all, in this order), from the repo root.
+# CODE=DIR runs the package and scripts of another checkout (a frozen worktree, so that editing this
+# one does not change runs that have not started yet); outputs still go to ./runs/zoo.
+set -u
+PY=${PY:-.venv/bin/python}
+CODE=${CODE:-.}
+COMMON="--dataset data/fashion_mnist --image-size 56 --bf16 --label-smoothing 0.1"
+R18="--epochs 12 $COMMON"
+BIG="--epochs ${BIG_EPOCHS:-3} $COMMON"
+declare -A RUNS=(
+  [resnet18-dense]="--model resnet18 $R18"
+  [resnet18-csg]="--model resnet18 --csg $R18 --dense-baseline runs/zoo/resnet18-dense/metrics.json"
+  [resnet18-csg-allconvs]="--model resnet18 --csg --generate-pointwise $R18 --dense-baseline runs/zoo/resnet18-dense/metrics.json"
+  [resnet50-dense]="--model resnet50 $BIG"
+  [resnet50-csg-allconvs]="--model resnet50 --csg --generate-pointwise $BIG --dense-baseline runs/zoo/resnet50-dense/metrics.json"
+  [densenet121-dense]="--model densenet121 $BIG"
+  [densenet121-csg-allconvs]="--model densenet121 --csg --generate-pointwise $BIG --dense-baseline runs/zoo/densenet121-dense/metrics.json"
+)
+ORDER=(resnet18-dense resnet18-csg resnet18-csg-allconvs resnet50-dense resnet50-csg-allconvs densenet121-dense densenet121-csg-allconvs)
+for name in "${@:-${ORDER[@]}}"; do
+  out=runs/zoo/$name
+  mkdir -p "$out"
+  echo "$(date -u +%FT%TZ) start $name" >> runs/zoo/chain.log
+  PYTHONPATH=$CODE $PY $CODE/scripts/train.py ${RUNS[$name]} --output-dir "$out" > "$out/train.log" 2>&1
+  echo "$(date -u +%FT%TZ) end $name rc=$?" >> runs/zoo/chain.log
+done
