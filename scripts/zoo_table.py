@@ -1,0 +1,151 @@
+"""Build the zoo table and plot from training runs, and export CSG runs as Hub-ready model folders.
+
+Reads every `RUNS/*/metrics.json` written by `scripts/train.py` and writes a markdown table (stored
+parameters, ratio, test top-1, delta vs the dense run of the same architecture, epochs, wall time,
+training command) and a PNG of top-1 against stored parameters. With `--export-to DIR`, each CSG
+run's `model/` folder (config.json, model.safetensors, README.md card) is copied to `DIR/<run name>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+MAX_CHECKPOINT_BYTES = 25 * 1024 * 1024  # a zoo folder is committed to git: keep it under 25 MB
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--runs", default="runs/zoo", help="folder of training runs (one sub-folder per run)")
+    p.add_argument("--only", nargs="*", default=None, help="run names to include (default: all)")
+    p.add_argument("--markdown", default="runs/zoo/zoo.md", help="where to write the table")
+    p.add_argument("--plot", default="runs/zoo/zoo.png", help="where to write the PNG ('' for none)")
+    p.add_argument("--export-to", default=None, help="copy CSG runs' model folders here (e.g. model_cards)")
+    return p.parse_args(argv)
+
+
+def load_runs(folder: Path, only: list[str] | None = None) -> list[dict]:
+    runs = []
+    for path in sorted(folder.glob("*/metrics.json")):
+        if only and path.parent.name not in only:
+            continue
+        metrics = json.loads(path.read_text())
+        metrics["name"] = path.parent.name
+        runs.append(metrics)
+    if not runs:
+        raise SystemExit(f"No runs with a metrics.json under {folder}: train some with scripts/train.py first.")
+    return runs
+
+
+def _setting(run: dict) -> str:
+    if not run["csg"]:
+        return "dense"
+    config = run["config"]
+    setting = f"CSG s={config['slice_size']} d={config['code_dim']}"
+    return setting + (" +1x1" if config.get("generate_pointwise") else "")
+
+
+def table_rows(runs: list[dict]) -> list[dict]:
+    dense_top1 = {r["model"]: r["final"]["top1"] for r in runs if not r["csg"]}
+    rows = []
+    for run in runs:
+        baseline = run.get("dense_baseline_top1") or dense_top1.get(run["model"])
+        rows.append(
+            {
+                "name": run["name"],
+                "model": run["model"],
+                "setting": _setting(run),
+                "stored_params": run["report"]["stored_params"],
+                "ratio": run["report"]["ratio"],
+                "top1": run["final"]["top1"],
+                "delta": None if baseline is None or not run["csg"] else run["final"]["top1"] - baseline,
+                "epochs": len(run["history"]),
+                "wall_minutes": run["wall_seconds"] / 60,
+                "command": run["command"],
+            }
+        )
+    return sorted(rows, key=lambda r: (r["model"], r["setting"] != "dense", -r["stored_params"]))
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| run | model | setting | stored params | ratio | test top-1 | Δ vs dense | epochs | wall (min) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        delta = "" if r["delta"] is None else f"{r['delta']:+.2f}"
+        lines.append(
+            f"| {r['name']} | {r['model']} | {r['setting']} | {r['stored_params']:,} | {r['ratio']:.2f}x "
+            f"| {r['top1']:.2f}% | {delta} | {r['epochs']} | {r['wall_minutes']:.0f} |"
+        )
+    lines += ["", "Training commands:", ""]
+    lines += [f"- `{r['name']}`: `{r['command']}`" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise SystemExit("The plot needs matplotlib: pip install matplotlib (or pass --plot '').") from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for model in sorted({r["model"] for r in rows}):
+        points = sorted((r["stored_params"], r["top1"], r["setting"]) for r in rows if r["model"] == model)
+        line = ax.plot([p[0] for p in points], [p[1] for p in points], "o--", label=model)[0]
+        for params, top1, setting in points:
+            ax.annotate(setting, (params, top1), fontsize=7, xytext=(4, 4), textcoords="offset points",
+                        color=line.get_color())  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("stored parameters")
+    ax.set_ylabel("Fashion-MNIST test top-1 (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def export(runs: list[dict], runs_folder: Path, target: Path) -> list[Path]:
+    exported = []
+    for run in runs:
+        if not run["csg"]:
+            continue  # dense baselines are not committed: their metrics.json and logs are
+        source = runs_folder / run["name"] / "model"
+        files = [source / name for name in ("config.json", "model.safetensors", "README.md")]
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise SystemExit(f"{source} lacks {', '.join(missing)}: did the run of {run['name']} finish?")
+        size = (source / "model.safetensors").stat().st_size
+        if size > MAX_CHECKPOINT_BYTES:
+            raise SystemExit(f"{run['name']}: model.safetensors is {size / 2**20:.1f} MiB, over the zoo's 25 MiB.")
+        folder = target / run["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy2(f, folder / f.name)
+        exported.append(folder)
+    return exported
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    runs_folder = Path(args.runs)
+    runs = load_runs(runs_folder, args.only)
+    rows = table_rows(runs)
+    text = markdown(rows)
+    Path(args.markdown).write_text(text)
+    print(text)
+    if args.plot:
+        plot(rows, Path(args.plot))
+        print(f"plot: {args.plot}")
+    if args.export_to:
+        for folder in export(runs, runs_folder, Path(args.export_to)):
+            print(f"exported {folder}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
