@@ -45,12 +45,11 @@ class GeneratedConv:
     def generate_weight(self) -> torch.Tensor:
         """Assemble this layer's filters, shape `(C_out, C_in // groups, kh, kw)`, from its codes."""
         generator = self.__dict__["_csg_generator"]
-        s = generator.slice_size
         n_out, n_in = self.__dict__["_csg_grid"]
-        c_out, c_in = self.out_channels, self.in_channels // self.groups
-        slices = generator(self.codes).view(n_out, n_in, s, s, *generator.kernel_size)
-        weight = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * s, n_in * s, *generator.kernel_size)
-        return weight[:c_out, :c_in] * self.__dict__["_csg_scale"]
+        s, (kh, kw) = generator.slice_size, generator.kernel_size
+        slices = generator(self.codes).view(n_out, n_in, s, s, kh, kw)
+        c_in = self.in_channels // self.groups
+        return AssembleFilters.apply(slices, self.out_channels, c_in, self.__dict__["_csg_scale"])
 
     def train(self, mode: bool = True):
         self.__dict__.pop("_csg_cache", None)
@@ -64,6 +63,49 @@ class GeneratedConv:
 
     def _csg_cache_key(self) -> tuple:
         return tuple((t.data_ptr(), t._version, t.dtype) for t in self._csg_tensors())
+
+
+def _block_spans(channels: int, slice_size: int) -> list[tuple[int, int, int]]:
+    """`(first block, number of blocks, channels used per block)`: full blocks, then a cropped last one."""
+    full, rest = divmod(channels, slice_size)
+    return ([(0, full, slice_size)] if full else []) + ([(full, 1, rest)] if rest else [])
+
+
+class AssembleFilters(torch.autograd.Function):
+    """Slices `(n_out, n_in, S, S, kh, kw)` -> filters `(c_out, c_in, kh, kw)`, cropped and scaled.
+
+    One strided copy each way, instead of autograd's permute, reshape, crop and scale, each of which
+    would make a full pass over the filters in forward and again in backward.
+    """
+
+    @staticmethod
+    def _pairs(slices: torch.Tensor, filters: torch.Tensor):
+        s = slices.shape[2]
+        for b0, nb, rows in _block_spans(filters.shape[0], s):
+            for c0, nc, cols in _block_spans(filters.shape[1], s):
+                block = slices[b0 : b0 + nb, c0 : c0 + nc, :rows, :cols].permute(0, 2, 1, 3, 4, 5)
+                region = filters[b0 * s : b0 * s + nb * rows, c0 * s : c0 * s + nc * cols]
+                yield block, region.view(nb, rows, nc, cols, *filters.shape[2:])
+
+    @staticmethod
+    def forward(ctx, slices: torch.Tensor, c_out: int, c_in: int, scale: float) -> torch.Tensor:
+        ctx.slices_shape, ctx.scale = slices.shape, scale
+        filters = slices.new_empty(c_out, c_in, *slices.shape[4:])
+        for block, region in AssembleFilters._pairs(slices, filters):
+            torch.mul(block, scale, out=region)
+        return filters
+
+    @staticmethod
+    def backward(ctx, grad_filters: torch.Tensor):
+        n_out, n_in, s = ctx.slices_shape[:3]
+        c_out, c_in = grad_filters.shape[:2]
+        grad = grad_filters.new_empty(ctx.slices_shape)
+        # the cropped-away part of the last block row/column gets no gradient
+        grad[c_out // s :, :, c_out % s or s :].zero_()
+        grad[:, c_in // s :, :, c_in % s or s :].zero_()
+        for block, region in AssembleFilters._pairs(grad, grad_filters.contiguous()):
+            torch.mul(region, ctx.scale, out=block)
+        return grad, None, None, None
 
 
 _GENERATED_CLASSES: dict[type, type] = {}

@@ -7,7 +7,7 @@ from conftest import ALL_CONVS, ARCHITECTURES, make_config
 from torch import nn
 
 import csg_hub
-from csg_hub.reparameterize import GeneratedConv, kernel_key
+from csg_hub.reparameterize import AssembleFilters, GeneratedConv, kernel_key
 
 
 def test_generator_default_is_the_papers_single_linear():
@@ -159,3 +159,15 @@ def test_to_timm_matches_csg_outputs(architecture, overrides, pixel_values):
 
 def test_kernel_key():
     assert kernel_key((3, 3)) == "3x3" and kernel_key((1, 7)) == "1x7"
+
+
+@pytest.mark.parametrize("c_out, c_in, slice_size, kernel", [(24, 36, 12, 3), (7, 5, 3, 1), (10, 1, 4, 3), (6, 6, 6, 3)])
+def test_assemble_filters_equals_permute_crop_scale(c_out, c_in, slice_size, kernel):
+    # the one-copy assembly must be the naive permute -> reshape -> crop -> scale, values and gradients
+    n_out, n_in = -(-c_out // slice_size), -(-c_in // slice_size)
+    slices = torch.randn(n_out, n_in, slice_size, slice_size, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: AssembleFilters.apply(x, c_out, c_in, 0.7), (slices,), fast_mode=True)
+    naive = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * slice_size, n_in * slice_size, kernel, kernel)
+    filters = AssembleFilters.apply(slices, c_out, c_in, 0.7)
+    assert filters.is_contiguous()
+    assert torch.equal(filters, naive[:c_out, :c_in] * 0.7)
