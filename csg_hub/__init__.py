@@ -15,7 +15,7 @@ from .compression import (
 )
 from .configuration import CSGConfig
 from .generator import SliceGenerator
-from .hub import config_from_timm, push_model, push_timm
+from .hub import config_from_timm, push_model, push_timm, save_timm
 from .modeling import CheckpointError, CSGForImageClassification, CSGModel, CSGPreTrainedModel
 from .reparameterize import generated_convs, materialize, reparameterize
 from .report import format_report, parameter_report
@@ -64,5 +64,6 @@ __all__ = [
     "push_timm",
     "recalibrate_batchnorm",
     "reparameterize",
+    "save_timm",
     "unflatten_parameters",
 ]

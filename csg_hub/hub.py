@@ -86,6 +86,30 @@ def push_model(
         )
 
 
+def save_timm(
+    model, folder: str | os.PathLike, *, label_names: list[str] | None = None, data_config: dict | None = None
+) -> str:
+    """Save a plain timm model, or a CSG model's `to_timm()` export, as a native timm folder (config.json,
+    model.safetensors) that loads with `timm.create_model("local-dir:" + folder)` and with transformers'
+    `AutoModelForImageClassification` (TimmWrapper). For CSG models the labels and preprocessing come
+    from their config. Returns a one-line description of the source model, for cards."""
+    from timm.models import save_for_hf
+
+    if hasattr(model, "to_timm"):
+        label_names = label_names or [model.config.id2label[i] for i in range(model.config.num_labels)]
+        data_config = data_config or model.config.data_config
+        source = f"csg-hub CSG {model.config.architecture}, generated filters written out by `to_timm()`"
+        model = model.to_timm()
+    else:
+        source = f"timm {model.pretrained_cfg.get('architecture', type(model).__name__)} trained with csg-hub"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_config = {"label_names": list(label_names)} if label_names else None
+    save_for_hf(model, folder, model_config=model_config, safe_serialization=True, data_config=data_config)
+    _fix_timm_config(folder / "config.json")
+    return source
+
+
 def push_timm(
     model,
     repo_id: str,
@@ -97,24 +121,12 @@ def push_timm(
     token: str | bool | None = None,
     revision: str | None = None,
 ) -> CommitInfo:
-    """Push a plain timm model, or a CSG model's `to_timm()` export, as a native timm repo that loads with
-    `timm.create_model("hf-hub:" + repo_id)` and with transformers' `AutoModelForImageClassification`
-    (TimmWrapper). For CSG models the labels and preprocessing come from their config."""
-    from timm.models import save_for_hf
-
-    if hasattr(model, "to_timm"):
-        label_names = label_names or [model.config.id2label[i] for i in range(model.config.num_labels)]
-        data_config = data_config or model.config.data_config
-        source = f"csg-hub CSG {model.config.architecture}, generated filters written out by `to_timm()`"
-        model = model.to_timm()
-    else:
-        source = f"timm {model.pretrained_cfg.get('architecture', type(model).__name__)} trained with csg-hub"
+    """Push what `save_timm` writes, plus a short card, as a native timm repo that loads with
+    `timm.create_model("hf-hub:" + repo_id)` and with transformers' `AutoModelForImageClassification`."""
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as tmp:
-        model_config = {"label_names": list(label_names)} if label_names else None
-        save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, data_config=data_config)
-        _fix_timm_config(Path(tmp) / "config.json")
+        source = save_timm(model, tmp, label_names=label_names, data_config=data_config)
         (Path(tmp) / "README.md").write_text(
             "---\nlibrary_name: timm\nlicense: apache-2.0\npipeline_tag: image-classification\n"
             "tags:\n- timm\n- image-classification\n- csg-hub\n---\n\n"

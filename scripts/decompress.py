@@ -42,9 +42,8 @@ def _data_config(model) -> dict:
 
 def _save(model, model_config: dict, folder: Path) -> None:
     from safetensors.torch import save_file
-    from timm.models import save_for_hf
 
-    from csg_hub.hub import _fix_timm_config
+    from csg_hub import save_timm
 
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "save_pretrained"):
@@ -53,8 +52,7 @@ def _save(model, model_config: dict, folder: Path) -> None:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
         (folder / "model_config.json").write_text(json.dumps(model_config, indent=2) + "\n")
     else:
-        save_for_hf(model, folder, safe_serialization=True)
-        _fix_timm_config(folder / "config.json")
+        save_timm(model, folder)
 
 
 def main(argv: list[str] | None = None) -> dict:

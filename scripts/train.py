@@ -136,10 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         card.save(model_dir / "README.md")
     else:
-        from timm.models import save_for_hf
-
-        save_for_hf(model, model_dir, model_config={"label_names": label_names}, safe_serialization=True,
-                    data_config=data_config)  # fmt: skip
+        csg_hub.save_timm(model, model_dir, label_names=label_names, data_config=data_config)
     metrics = {
         "command": command,
         "model": args.model,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The zoo's training runs, one after another (2 CPU cores: never two torch processes at once).
+# The zoo's training runs, one after another (see the notes on CODE, EXTRA and threads below).
 # Usage: bash runs/zoo/run_zoo.sh [NAME ...]   (default: all, in this order), from the repo root.
 # CODE=DIR runs the package and scripts of another checkout (a frozen worktree, so that editing this
 # one does not change runs that have not started yet); outputs still go to ./runs/zoo.
