@@ -97,7 +97,7 @@ class AssembleFilters(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_filters: torch.Tensor):
-        n_out, n_in, s = ctx.slices_shape[:3]
+        s = ctx.slices_shape[2]
         c_out, c_in = grad_filters.shape[:2]
         grad = grad_filters.new_empty(ctx.slices_shape)
         # the cropped-away part of the last block row/column gets no gradient
@@ -214,6 +214,12 @@ def generated_convs(model: nn.Module) -> Iterator[tuple[str, GeneratedConv]]:
     for name, module in model.named_modules():
         if isinstance(module, GeneratedConv):
             yield name, module
+
+
+def clear_filter_cache(model: nn.Module) -> None:
+    """Drop the filters cached for no-grad forwards (they are rebuilt on the next one)."""
+    for _, conv in generated_convs(model):
+        conv.__dict__.pop("_csg_cache", None)
 
 
 def materialize(model: nn.Module) -> nn.Module:

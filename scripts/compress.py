@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-split", default="test")
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--baselines", nargs="*", default=["fp16", "int8", "int4"], choices=["fp16", "int8", "int4"],
+                   help="weight round trips to compare with, at their bytes (with --eval-dataset)")  # fmt: skip
     p.add_argument("--output-dir", default=None, help="default: outputs/<model name>-vae")
     p.add_argument("--push-to-hub", default=None, metavar="REPO", help="latents repo id to upload to")
     p.add_argument("--decoder-repo-id", default=None, help="decoder repo id (default: <push-to-hub>-decoder)")
@@ -52,12 +54,29 @@ def _selection(text: str) -> str | list[str]:
     return text if "," not in text else [s for s in text.split(",") if s]
 
 
+def comparison_table(report: dict) -> str:
+    """Bytes and top-1 of the original, its fp16/int round trips and the weight-VAE artifact."""
+    original = report["original_bytes"]
+    vae_alone = report["latents_bytes"] + report["kept_bytes"]
+    rows = [("original (fp32)", original, report["accuracy_before"])]
+    rows += [(f"{s} round trip", b["bytes"], b["top1"]) for s, b in report.get("baselines", {}).items()]
+    rows += [
+        ("weight-VAE: latents + kept tensors", vae_alone, report["accuracy_after"]),
+        ("weight-VAE: latents + kept + decoder", vae_alone + report["decoder_bytes"], report["accuracy_after"]),
+    ]
+    lines = ["| weights | bytes | smaller than fp32 | top-1 |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {size:,} | {original / size:.2f}x | {top1:.2f} |" for name, size, top1 in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
 
     from csg_hub import compression
     from csg_hub.data import classification_loader, load_image_dataset
+    from csg_hub.evaluation import evaluate as evaluate_loader
     from csg_hub.evaluation import load_classifier
+    from csg_hub.quantization import round_trip
     from csg_hub.vae import VAETrainingConfig, WeightVAEConfig, paper_recipe
 
     model, data_config = load_classifier(args.model, args.revision)
@@ -86,6 +105,13 @@ def main(argv: list[str] | None = None) -> dict:
             dataset = dataset.select(range(min(args.eval_limit, len(dataset))))
         evaluate = classification_loader(dataset, data_config, args.batch_size)
     report = compression.compression_report(artifact, model, evaluate)
+    if evaluate is not None and args.baselines:
+        report["baselines"] = {}
+        for scheme in args.baselines:
+            rounded, stored = round_trip(model, scheme)
+            top1 = evaluate_loader(rounded, evaluate, progress=False)["top1"]
+            report["baselines"][scheme] = {"bytes": stored, "top1": top1}
+        print(comparison_table(report))
 
     out = Path(args.output_dir or f"outputs/{Path(args.model).name}-vae")
     compression.save_decoder(artifact.vae, out / "decoder")
@@ -99,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
         commit = compression.push_latents(artifact, args.push_to_hub, decoder_repo, revision, report=report)
         report.update(latents_repo=args.push_to_hub, latents_revision=commit.oid, decoder_repo=decoder_repo)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if "accuracy_before" in report:
+        (out / "comparison.md").write_text(comparison_table(report))
     return report
 
 

@@ -161,7 +161,9 @@ def test_kernel_key():
     assert kernel_key((3, 3)) == "3x3" and kernel_key((1, 7)) == "1x7"
 
 
-@pytest.mark.parametrize("c_out, c_in, slice_size, kernel", [(24, 36, 12, 3), (7, 5, 3, 1), (10, 1, 4, 3), (6, 6, 6, 3)])
+@pytest.mark.parametrize(
+    "c_out, c_in, slice_size, kernel", [(24, 36, 12, 3), (7, 5, 3, 1), (10, 1, 4, 3), (6, 6, 6, 3)]
+)
 def test_assemble_filters_equals_permute_crop_scale(c_out, c_in, slice_size, kernel):
     # the one-copy assembly must be the naive permute -> reshape -> crop -> scale, values and gradients
     n_out, n_in = -(-c_out // slice_size), -(-c_in // slice_size)

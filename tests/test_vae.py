@@ -361,3 +361,45 @@ def test_scripts_help(name):
         [sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+# --- fp16 / int baselines ------------------------------------------------------------------------
+
+
+def test_round_trips_store_what_they_claim_and_stay_close():
+    from csg_hub.quantization import round_trip
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    floats = sum(v.numel() for v in original.values() if v.is_floating_point())
+    ints = sum(v.numel() * v.element_size() for v in original.values() if not v.is_floating_point())
+
+    half, stored = round_trip(model, "fp16")
+    assert stored == 2 * floats + ints
+    assert torch.equal(half[0].weight, model[0].weight.half().float())
+
+    for bits in (8, 4):
+        rounded, stored = round_trip(model, f"int{bits}")
+        quantized = [model[0].weight, model[3].weight]  # 2-D+ parameters; biases, norms and buffers stay fp32
+        q_values = sum(w.numel() for w in quantized)
+        packed = sum((w.numel() * bits + 7) // 8 + w.shape[0] * 4 for w in quantized)
+        assert stored == (floats - q_values) * 4 + ints + packed
+        for layer in (0, 3):
+            w, r = model[layer].weight, rounded[layer].weight
+            step = w.reshape(w.shape[0], -1).abs().amax(1) / (2 ** (bits - 1) - 1)
+            assert ((r - w).reshape(w.shape[0], -1).abs().amax(1) <= step / 2 + 1e-7).all()
+            assert len(torch.unique(r[0])) <= 2**bits - 1
+        assert torch.equal(rounded[1].running_var, model[1].running_var)
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())  # the input is left alone
+    with pytest.raises(ValueError, match="Unknown scheme 'int3'"):
+        round_trip(model, "int3")
+
+
+def test_comparison_table_counts_the_decoder():
+    report = {"original_bytes": 4000, "accuracy_before": 90.0, "baselines": {"int8": {"bytes": 1000, "top1": 89.5}}}
+    report.update(latents_bytes=100, kept_bytes=100, decoder_bytes=800, accuracy_after=88.0)
+    table = _script("compress").comparison_table(report)
+    assert "| int8 round trip | 1,000 | 4.00x | 89.50 |" in table
+    assert "| weight-VAE: latents + kept tensors | 200 | 20.00x | 88.00 |" in table
+    assert "| weight-VAE: latents + kept + decoder | 1,000 | 4.00x | 88.00 |" in table

@@ -1,0 +1,49 @@
+"""Weight round trips through fp16 and k-bit integers: the baselines a weight-VAE has to beat at equal bytes."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+SCHEMES = ("fp16", "int8", "int4")
+
+
+def _quantize(tensor: torch.Tensor, bits: int) -> torch.Tensor:
+    # symmetric, one fp32 scale per output channel (dim 0): the usual weight-only int scheme
+    levels = 2 ** (bits - 1) - 1
+    flat = tensor.reshape(tensor.shape[0], -1).float()
+    scale = flat.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / levels
+    return (torch.round(flat / scale).clamp(-levels, levels) * scale).reshape(tensor.shape).to(tensor.dtype)
+
+
+def round_trip(model: nn.Module, scheme: str) -> tuple[nn.Module, int]:
+    """A copy of `model` whose tensors went through `scheme` and back, and the bytes the scheme stores.
+
+    `"fp16"` casts every floating tensor (buffers included); `"int8"` / `"int4"` quantize each parameter
+    with at least 2 dimensions (conv and linear weights, CSG codes and generator) per output channel,
+    storing one fp32 scale per channel, and keep the rest (biases, norms, buffers) in fp32.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"Unknown scheme {scheme!r}; choose one of {SCHEMES}.")
+    result = copy.deepcopy(model)
+    stored = 0
+    params = {id(p) for p in result.parameters()}
+    with torch.no_grad():
+        for tensor in result.state_dict(keep_vars=True).values():
+            if not tensor.is_floating_point():
+                stored += tensor.numel() * tensor.element_size()
+            elif scheme == "fp16":
+                tensor.copy_(tensor.half())
+                stored += tensor.numel() * 2
+            elif id(tensor) in params and tensor.ndim >= 2:
+                bits = int(scheme.removeprefix("int"))
+                tensor.copy_(_quantize(tensor, bits))
+                stored += (tensor.numel() * bits + 7) // 8 + tensor.shape[0] * 4
+            else:
+                stored += tensor.numel() * 4
+    return result, stored
+
+
+__all__ = ["SCHEMES", "round_trip"]

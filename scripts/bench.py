@@ -1,0 +1,266 @@
+"""Speed and size of CSG models against their dense twins, measured side by side in one process.
+
+Every comparison runs its variants interleaved (dense, CSG, dense, CSG, ...) for several repeats, so
+that machine load drifts hit all of them alike; each row gives the median, the spread (min-max) and
+the ratio of medians to the dense variant. Measured:
+
+- training step (forward, backward, SGD step) at batch 128, 28x28 greyscale, 10 classes;
+- inference latency at batch 1 and 64: dense timm model, CSG generating its filters on every forward,
+  CSG in eval mode with cached filters, and the CSG model's `to_timm()` export;
+- `from_pretrained` wall time (transformers, local folder) and checkpoint bytes, dense (TimmWrapper
+  folder written by `csg_hub.save_timm`) vs CSG;
+- weight-VAE encode and decode time per million parameters.
+
+Writes JSON and a markdown table. Timings depend on the machine: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--architectures", nargs="*", default=["resnet18", "resnet50"])
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--train-batch", type=int, default=128)
+    p.add_argument("--inference-batches", type=int, nargs="*", default=[1, 64])
+    p.add_argument("--precisions", nargs="*", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="training-step precisions (bf16: autocast, as train.py --bf16)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds per comparison")
+    p.add_argument("--steps", type=int, default=3, help="timed calls per variant and round")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--quick", action="store_true", help="resnet18 only, fp32, 3 rounds of 1 call: a smoke run")
+    p.add_argument("--output", default="runs/bench/bench.json", help="JSON path; the table goes next to it (.md)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.architectures, args.precisions, args.repeats, args.steps = ["resnet18"], ["fp32"], 3, 1
+    return args
+
+
+def interleaved(variants: dict[str, Callable[[], object]], repeats: int, steps: int) -> dict[str, list[float]]:
+    """Seconds per call of each variant, one sample per round; variants alternate within each round."""
+    for fn in variants.values():  # warm-up: allocator, oneDNN primitive caches, filter caches
+        fn()
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            samples[name].append((time.perf_counter() - start) / steps)
+    return samples
+
+
+def summarize(samples: dict[str, list[float]], baseline: str) -> dict[str, dict[str, float]]:
+    base = statistics.median(samples[baseline])
+    return {
+        name: {
+            "median_ms": 1e3 * statistics.median(values),
+            "min_ms": 1e3 * min(values),
+            "max_ms": 1e3 * max(values),
+            "ratio": statistics.median(values) / base,
+            "samples": len(values),
+        }
+        for name, values in samples.items()
+    }
+
+
+def csg_config(architecture: str, image_size: int, **policy):
+    import csg_hub
+
+    return csg_hub.CSGConfig(
+        architecture=architecture, in_chans=1, image_size=image_size,
+        id2label={i: str(i) for i in range(10)}, **policy,
+    )  # fmt: skip
+
+
+def bench_training(args, architecture: str, precision: str) -> dict:
+    import timm
+    import torch
+    import torch.nn.functional as F
+
+    import csg_hub
+
+    torch.manual_seed(0)
+    x = torch.randn(args.train_batch, 1, args.image_size, args.image_size)
+    y = torch.randint(0, 10, (args.train_batch,))
+    models = {
+        "dense": timm.create_model(architecture, num_classes=10, in_chans=1),
+        "csg": csg_hub.CSGForImageClassification(csg_config(architecture, args.image_size)),
+        "csg_all_convs": csg_hub.CSGForImageClassification(
+            csg_config(architecture, args.image_size, generate_pointwise=True)
+        ),
+    }
+
+    def step_fn(model):
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = model(x)
+                loss = F.cross_entropy(out if isinstance(out, torch.Tensor) else out.logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    samples = interleaved({name: step_fn(m) for name, m in models.items()}, args.repeats, args.steps)
+    return summarize(samples, "dense")
+
+
+def bench_inference(args, architecture: str, batch: int) -> dict:
+    import timm
+    import torch
+
+    import csg_hub
+    from csg_hub.reparameterize import clear_filter_cache
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, 1, args.image_size, args.image_size)
+    csg = csg_hub.CSGForImageClassification(csg_config(architecture, args.image_size)).eval()
+    dense = timm.create_model(architecture, num_classes=10, in_chans=1).eval()
+    exported = csg.to_timm().eval()
+
+    def regenerate():
+        clear_filter_cache(csg)
+        return csg(x)
+
+    variants = {"dense": lambda: dense(x), "csg_generate": regenerate, "csg_cached": lambda: csg(x),
+                "csg_to_timm": lambda: exported(x)}  # fmt: skip
+    with torch.inference_mode():
+        samples = interleaved(variants, args.repeats, max(args.steps, 10 if batch == 1 else 3))
+    return summarize(samples, "dense")
+
+
+def bench_loading(args, architecture: str) -> dict:
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    import csg_hub
+
+    csg = csg_hub.CSGForImageClassification(csg_config(architecture, args.image_size))
+    with tempfile.TemporaryDirectory() as tmp:
+        csg_dir, dense_dir = Path(tmp, "csg"), Path(tmp, "dense")
+        csg.save_pretrained(csg_dir)
+        csg_hub.save_timm(csg, dense_dir)
+        variants = {
+            "dense": lambda: AutoModelForImageClassification.from_pretrained(dense_dir),
+            "csg": lambda: AutoModelForImageClassification.from_pretrained(csg_dir),
+        }
+        with torch.no_grad():
+            samples = interleaved(variants, args.repeats, 1)
+        sizes = {
+            "dense": (dense_dir / "model.safetensors").stat().st_size,
+            "csg": (csg_dir / "model.safetensors").stat().st_size,
+        }
+    summary = summarize(samples, "dense")
+    for name, size in sizes.items():
+        summary[name]["checkpoint_bytes"] = size
+    return summary
+
+
+def bench_vae(args) -> dict:
+    import torch
+
+    from csg_hub import WeightVAE, WeightVAEConfig
+
+    config = WeightVAEConfig()
+    vae = WeightVAE(config).eval()
+    n_chunks = -(-1_000_000 // config.chunk_size)
+    chunks = torch.randn(n_chunks, config.chunk_size) * 0.05
+    latents, stats = vae.compress_chunks(chunks)
+    with torch.no_grad():
+        samples = interleaved(
+            {"encode": lambda: vae.compress_chunks(chunks), "decode": lambda: vae.decompress_chunks(latents, stats)},
+            args.repeats,
+            args.steps,
+        )
+    scale = 1e6 / (n_chunks * config.chunk_size)  # per million parameters
+    return {
+        name: {
+            "ms_per_million_params": 1e3 * statistics.median(v) * scale,
+            "min_ms": 1e3 * min(v) * scale,
+            "max_ms": 1e3 * max(v) * scale,
+        }
+        for name, v in samples.items()
+    }
+
+
+def markdown(results: dict) -> str:
+    header = (
+        f"Machine: {results['machine']}, torch {results['torch']}, {results['threads']} threads; "
+        f"{results['repeats']} interleaved rounds x {results['steps']} calls; median (min-max), ratio to dense."
+    )
+    lines = [header, ""]
+    lines += ["| what | model | variant | median ms | spread ms | ratio |", "|---|---|---|---:|---:|---:|"]
+    for section in ("training", "inference", "loading"):
+        for key, rows in results[section].items():
+            for variant, r in rows.items():
+                lines.append(
+                    f"| {section} {key.split('/', 1)[1]} | {key.split('/')[0]} | {variant} | {r['median_ms']:.1f} "
+                    f"| {r['min_ms']:.1f}-{r['max_ms']:.1f} | {r['ratio']:.3f}x |"
+                )
+    lines += ["", "| checkpoint | dense bytes | CSG bytes | ratio |", "|---|---:|---:|---:|"]
+    for key, rows in results["loading"].items():
+        d, c = rows["dense"]["checkpoint_bytes"], rows["csg"]["checkpoint_bytes"]
+        lines.append(f"| {key.split('/')[0]} | {d:,} | {c:,} | {d / c:.2f}x smaller |")
+    vae = results["vae"]
+    vae_line = (
+        f"Weight VAE (default config): encode {vae['encode']['ms_per_million_params']:.1f} ms, "
+        f"decode {vae['decode']['ms_per_million_params']:.1f} ms per million parameters."
+    )
+    lines += ["", vae_line]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import torch
+    from tqdm.auto import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    jobs = (
+        [("training", f"{a}/step b{args.train_batch} {p}", bench_training, (a, p)) for a in args.architectures
+         for p in args.precisions]
+        + [("inference", f"{a}/latency b{b}", bench_inference, (a, b)) for a in args.architectures
+           for b in args.inference_batches]
+        + [("loading", f"{a}/from_pretrained", bench_loading, (a,)) for a in args.architectures]
+    )  # fmt: skip
+    results: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "image_size": args.image_size,
+        "repeats": args.repeats,
+        "steps": args.steps,
+        "training": {},
+        "inference": {},
+        "loading": {},
+    }
+    for section, key, fn, fn_args in tqdm(jobs, desc="bench", unit="comparison"):
+        results[section][key] = fn(args, *fn_args)
+        tqdm.write(f"{key}: " + ", ".join(f"{k} {v['ratio']:.3f}x" for k, v in results[section][key].items()))
+    results["vae"] = bench_vae(args)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    output.with_suffix(".md").write_text(table)
+    print(table)
+    return results
+
+
+if __name__ == "__main__":
+    main()
