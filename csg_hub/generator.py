@@ -44,6 +44,8 @@ class SliceGenerator(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
+        if self.proj.weight.is_meta:  # from_pretrained builds on the meta device: nothing to initialise
+            return
         if self.hidden is not None:
             nn.init.kaiming_normal_(self.hidden.weight, nonlinearity="relu")
             nn.init.zeros_(self.hidden.bias)

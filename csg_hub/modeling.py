@@ -120,11 +120,14 @@ class CSGPreTrainedModel(PreTrainedModel):
 
 
 def _realign(model: nn.Module, alignment: int = 64) -> None:
-    # safetensors returns tensors at arbitrary offsets, and CPU GEMM kernels choose their code path
-    # by alignment: fresh storage makes the generated filters bit-identical to the saved model's.
+    # safetensors returns tensors at arbitrary offsets, and CPU GEMM kernels choose their code path by
+    # alignment: fresh storage for the GEMM operands (codes, generator, classifier, norms) makes the
+    # generated filters and logits bit-identical to the saved model's. Dense conv weights are skipped:
+    # oneDNN copies them into its own layout anyway, and they are most of the bytes.
     for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.device.type == "cpu" and tensor.data_ptr() % alignment:
-            tensor.data = tensor.data.clone()
+        if tensor.ndim >= 3 or tensor.device.type != "cpu" or not tensor.data_ptr() % alignment:
+            continue
+        tensor.data = tensor.data.clone()
 
 
 class CSGModel(CSGPreTrainedModel):

@@ -206,7 +206,9 @@ def _convert(conv: nn.Conv2d, generator: SliceGenerator, config: CSGConfig) -> N
         _csg_scale=math.sqrt(2.0 / fan_in) if config.fan_in_scaling else 1.0,
     )
     codes = torch.empty(grid[0] * grid[1], generator.code_dim, device=dense_weight.device, dtype=dense_weight.dtype)
-    conv.codes = nn.Parameter(nn.init.normal_(codes))
+    if not codes.is_meta:  # from_pretrained builds on the meta device, where init is slow and pointless
+        nn.init.normal_(codes)
+    conv.codes = nn.Parameter(codes)
 
 
 def generated_convs(model: nn.Module) -> Iterator[tuple[str, GeneratedConv]]:
