@@ -47,6 +47,7 @@ def model_card(
     remote_code: bool = False,
     license: str = "apache-2.0",
     tags: list[str] | None = None,
+    notes: str | None = None,
 ) -> ModelCard:
     """The card of a CSG model: metadata, results, compression table, loading and training notes."""
     config = model.config
@@ -88,5 +89,6 @@ def model_card(
         dense_baseline=dense_baseline,
         remote_code=remote_code,
         training_command=training_command,
+        notes=notes,
         citation=CSG_CITATION,
     )

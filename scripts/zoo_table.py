@@ -3,7 +3,8 @@
 Reads every `RUNS/*/metrics.json` written by `scripts/train.py` and writes a markdown table (stored
 parameters, ratio, test top-1, delta vs the dense run of the same architecture, epochs, wall time,
 training command) and a PNG of top-1 against stored parameters. With `--export-to DIR`, each CSG
-run's `model/` folder (config.json, model.safetensors, README.md card) is copied to `DIR/<run name>/`.
+run's config.json and model.safetensors are copied to `DIR/<run name>/` with a fresh card (README.md) whose
+`model-index` holds the run's measured test top-1, so `scripts/eval.py` can re-check it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--markdown", default="runs/zoo/zoo.md", help="where to write the table")
     p.add_argument("--plot", default="runs/zoo/zoo.png", help="where to write the PNG ('' for none)")
     p.add_argument("--export-to", default=None, help="copy CSG runs' model folders here (e.g. model_cards)")
+    p.add_argument("--namespace", default="csg-hub", help="Hub namespace the exported cards name")
+    p.add_argument("--dataset-id", default="zalando-datasets/fashion_mnist", help="dataset the cards report on")
+    p.add_argument(
+        "--note",
+        default="`data/fashion_mnist` in the command is `zalando-datasets/fashion_mnist` rebuilt offline from "
+        "Debian's IDX files by `python scripts/prepare_fashion_mnist.py --save-to-disk data/fashion_mnist`.",
+        help="line added to the cards' training section",
+    )
     return p.parse_args(argv)
 
 
@@ -109,14 +118,17 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def export(runs: list[dict], runs_folder: Path, target: Path) -> list[Path]:
+def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, dataset_id: str, note: str) -> list[Path]:
+    """Copy each CSG run's config and weights to `target/<run name>/` with a card whose `model-index`
+    holds the run's measured test top-1 on `dataset_id`."""
+    import csg_hub
+
     exported = []
     for run in runs:
         if not run["csg"]:
             continue  # dense baselines are not committed: their metrics.json and logs are
         source = runs_folder / run["name"] / "model"
-        files = [source / name for name in ("config.json", "model.safetensors", "README.md")]
-        missing = [f.name for f in files if not f.exists()]
+        missing = [n for n in ("config.json", "model.safetensors") if not (source / n).exists()]
         if missing:
             raise SystemExit(f"{source} lacks {', '.join(missing)}: did the run of {run['name']} finish?")
         size = (source / "model.safetensors").stat().st_size
@@ -124,8 +136,24 @@ def export(runs: list[dict], runs_folder: Path, target: Path) -> list[Path]:
             raise SystemExit(f"{run['name']}: model.safetensors is {size / 2**20:.1f} MiB, over the zoo's 25 MiB.")
         folder = target / run["name"]
         folder.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copy2(f, folder / f.name)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy2(source / name, folder / name)
+        final = run["final"]
+        card = csg_hub.model_card(
+            csg_hub.CSGForImageClassification.from_pretrained(folder),
+            f"{namespace}/{run['name']}",
+            results=[
+                csg_hub.accuracy_result(
+                    final["top1"], dataset_id, split=run["eval_split"], num_samples=final["num_samples"]
+                )
+            ],  # fmt: skip
+            checkpoint_bytes=size,
+            training_command=run["command"],
+            dense_baseline=run.get("dense_baseline_top1"),
+            tags=[dataset_id.split("/")[-1]],
+            notes=note,
+        )
+        card.save(folder / "README.md")
         exported.append(folder)
     return exported
 
@@ -142,7 +170,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         plot(rows, Path(args.plot))
         print(f"plot: {args.plot}")
     if args.export_to:
-        for folder in export(runs, runs_folder, Path(args.export_to)):
+        for folder in export(runs, runs_folder, Path(args.export_to), args.namespace, args.dataset_id, args.note):
             print(f"exported {folder}")
     return rows
 

@@ -110,6 +110,27 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     assert metrics["final"]["num_samples"] == 256 and "python scripts/train.py" in metrics["command"]
 
+    # the zoo workflow on these runs: table against a dense run, export, and eval.py re-checks the card
+    dense = _script("train").main(["--dataset", str(tmp_path / "data"), "--batch-size", "64", "--epochs", "1",
+                                   "--output-dir", str(tmp_path / "dense")])  # fmt: skip
+    (tmp_path / "zoo").mkdir()
+    for name in ("run", "dense"):
+        (tmp_path / name).rename(tmp_path / "zoo" / name)
+    rows = _script("zoo_table").main(
+        ["--runs", str(tmp_path / "zoo"), "--markdown", str(tmp_path / "zoo.md"), "--plot", str(tmp_path / "zoo.png")]
+        + ["--export-to", str(tmp_path / "cards"), "--namespace", "org", "--dataset-id", "org/fm"]
+    )
+    csg_row = next(r for r in rows if r["name"] == "run")
+    assert csg_row["delta"] == pytest.approx(resumed["final"]["top1"] - dense["final"]["top1"])
+    assert csg_row["ratio"] > 5 and (tmp_path / "zoo.png").stat().st_size > 0
+    assert "| run | resnet18 | CSG s=12 d=72 |" in (tmp_path / "zoo.md").read_text()
+    assert {p.name for p in (tmp_path / "cards").iterdir()} == {"run"}  # dense baselines are not exported
+    card = csg_hub.cards.ModelCard((tmp_path / "cards/run/README.md").read_text())
+    result = card.data.eval_results[0]
+    assert (result.dataset_type, result.metric_type) == ("org/fm", "accuracy")
+    checked = _script("eval").main(["--model", str(tmp_path / "cards/run"), "--dataset", str(tmp_path / "data")])
+    assert abs(checked["top1"] - result.metric_value) <= 0.1
+
 
 # --- bad input ------------------------------------------------------------------------------------
 
@@ -149,7 +170,19 @@ def test_class_count_mismatch(tmp_path):
         _script("eval").main(["--model", str(model_dir), "--dataset", str(tmp_path / "two")])
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "prepare_fashion_mnist", "demo", "report_params"])
+def test_bench_smoke(tmp_path):
+    tiny = "--architectures resnet18 --precisions fp32 --repeats 1 --steps 1 --inference-batches 2 --train-batch 4"
+    results = _script("bench").main([*tiny.split(), "--output", str(tmp_path / "bench.json")])
+    assert set(results["inference"]["resnet18/latency b2"]) == {"dense", "csg_generate", "csg_cached", "csg_to_timm"}
+    loading = results["loading"]["resnet18/from_pretrained"]
+    assert loading["csg"]["checkpoint_bytes"] * 10 < loading["dense"]["checkpoint_bytes"]
+    assert results["training"]["resnet18/step b4 fp32"]["dense"]["ratio"] == 1.0
+    assert "| training step b4 fp32 | resnet18 | csg |" in (tmp_path / "bench.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "name", ["train", "eval", "prepare_fashion_mnist", "demo", "report_params", "zoo_table", "bench"]
+)
 def test_scripts_have_help(name):
     out = subprocess.run(
         [sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True, check=False
