@@ -146,7 +146,7 @@ def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, da
                 csg_hub.accuracy_result(
                     final["top1"], dataset_id, split=run["eval_split"], num_samples=final["num_samples"]
                 )
-            ],  # fmt: skip
+            ],
             checkpoint_bytes=size,
             training_command=run["command"],
             dense_baseline=run.get("dense_baseline_top1"),
