@@ -415,6 +415,9 @@ def latents_card(artifact: CompressedModel, repo_id: str, decoder: dict[str, str
         if "repo_id" in decoder
         else f"the local folder `{decoder['path']}`"
     )
+    comparison = ""
+    if "baselines" in report and "accuracy_before" in report:
+        comparison = "\nAgainst plain weight round trips, on the same evaluation data:\n\n" + comparison_table(report)
     body = f"""# {repo_id.split("/")[-1]}
 
 A **{kind}** model stored as weight-VAE latents ("Variational Autoencoder-based Neural Network Model
@@ -433,7 +436,7 @@ model = pull_latents("{repo_id}")  # downloads latents, decoder (pinned commit) 
 ## Accounting
 
 {format_compression_report(report)}
-
+{comparison}
 The latents-only ratio is the paper's headline number; it leaves the decoder out. The total ratio counts
 everything needed to rebuild this one model; the amortized ratio spreads the decoder over the models that
 share it.
@@ -445,6 +448,22 @@ share it.
 ```
 """
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
+
+
+def comparison_table(report: dict[str, Any]) -> str:
+    """Bytes and top-1 of the original, its fp16/int round trips (`report["baselines"]`, filled by
+    `scripts/compress.py`) and the weight-VAE artifact with and without its decoder."""
+    original = report["original_bytes"]
+    vae_alone = report["latents_bytes"] + report["kept_bytes"]
+    rows = [("original (fp32)", original, report["accuracy_before"])]
+    rows += [(f"{s} round trip", b["bytes"], b["top1"]) for s, b in report.get("baselines", {}).items()]
+    rows += [
+        ("weight-VAE: latents + kept tensors", vae_alone, report["accuracy_after"]),
+        ("weight-VAE: latents + kept + decoder", vae_alone + report["decoder_bytes"], report["accuracy_after"]),
+    ]
+    lines = ["| weights | bytes | smaller than fp32 | top-1 |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {size:,} | {original / size:.2f}x | {top1:.2f} |" for name, size, top1 in rows]
+    return "\n".join(lines) + "\n"
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -54,21 +54,6 @@ def _selection(text: str) -> str | list[str]:
     return text if "," not in text else [s for s in text.split(",") if s]
 
 
-def comparison_table(report: dict) -> str:
-    """Bytes and top-1 of the original, its fp16/int round trips and the weight-VAE artifact."""
-    original = report["original_bytes"]
-    vae_alone = report["latents_bytes"] + report["kept_bytes"]
-    rows = [("original (fp32)", original, report["accuracy_before"])]
-    rows += [(f"{s} round trip", b["bytes"], b["top1"]) for s, b in report.get("baselines", {}).items()]
-    rows += [
-        ("weight-VAE: latents + kept tensors", vae_alone, report["accuracy_after"]),
-        ("weight-VAE: latents + kept + decoder", vae_alone + report["decoder_bytes"], report["accuracy_after"]),
-    ]
-    lines = ["| weights | bytes | smaller than fp32 | top-1 |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {size:,} | {original / size:.2f}x | {top1:.2f} |" for name, size, top1 in rows]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
 
@@ -111,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
             rounded, stored = round_trip(model, scheme)
             top1 = evaluate_loader(rounded, evaluate, progress=False)["top1"]
             report["baselines"][scheme] = {"bytes": stored, "top1": top1}
-        print(comparison_table(report))
+        print(compression.comparison_table(report))
 
     out = Path(args.output_dir or f"outputs/{Path(args.model).name}-vae")
     compression.save_decoder(artifact.vae, out / "decoder")
@@ -126,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         report.update(latents_repo=args.push_to_hub, latents_revision=commit.oid, decoder_repo=decoder_repo)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     if "accuracy_before" in report:
-        (out / "comparison.md").write_text(comparison_table(report))
+        (out / "comparison.md").write_text(compression.comparison_table(report))
     return report
 
 

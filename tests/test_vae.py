@@ -399,7 +399,7 @@ def test_round_trips_store_what_they_claim_and_stay_close():
 def test_comparison_table_counts_the_decoder():
     report = {"original_bytes": 4000, "accuracy_before": 90.0, "baselines": {"int8": {"bytes": 1000, "top1": 89.5}}}
     report.update(latents_bytes=100, kept_bytes=100, decoder_bytes=800, accuracy_after=88.0)
-    table = _script("compress").comparison_table(report)
+    table = compression.comparison_table(report)
     assert "| int8 round trip | 1,000 | 4.00x | 89.50 |" in table
     assert "| weight-VAE: latents + kept tensors | 200 | 20.00x | 88.00 |" in table
     assert "| weight-VAE: latents + kept + decoder | 1,000 | 4.00x | 88.00 |" in table
