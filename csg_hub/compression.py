@@ -60,6 +60,8 @@ VAE_CITATION = """@article{cheng2024vae,
 }"""
 
 
+DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
 # --- what model to rebuild -----------------------------------------------------------------------
 
 
@@ -81,7 +83,10 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
         first = cfg.get("first_conv")
         stem = model.get_submodule(first if isinstance(first, str) else first[0]) if first else None
         model_args = {"in_chans": stem.in_channels} if stem is not None else {}
-        return {"architecture": cfg["architecture"], "num_classes": model.num_classes, "model_args": model_args}
+        # the preprocessing the weights were trained with; timm's defaults are ImageNet's
+        data_config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items() if k in DATA_CONFIG_KEYS}
+        return {"architecture": cfg["architecture"], "num_classes": model.num_classes, "model_args": model_args,
+                "data_config": data_config}  # fmt: skip
     raise ValueError(
         f"Cannot tell how to rebuild a {type(model).__name__}: pass model_config= (a CSGConfig dict, a timm config "
         "{'architecture': ..., 'num_classes': ..., 'model_args': {...}}, or {'small_model': name, 'kwargs': {...}})."
@@ -95,12 +100,17 @@ def build_model(model_config: dict[str, Any]) -> nn.Module:
     if "small_model" in model_config:
         return build_small_model(model_config["small_model"], model_config.get("kwargs"))
     if "architecture" in model_config:
-        return timm.create_model(
+        model = timm.create_model(
             model_config["architecture"],
             pretrained=False,
             num_classes=model_config.get("num_classes", 1000),
             **(model_config.get("model_args") or {}),
         )
+        data_config = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in model_config.get("data_config", {}).items()
+        }
+        model.pretrained_cfg = {**model.pretrained_cfg, **data_config}
+        return model
     raise ValueError(
         "model_config.json names no model: expected model_type 'csg', a timm 'architecture' or a 'small_model'."
     )

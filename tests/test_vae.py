@@ -230,12 +230,16 @@ def test_compress_with_a_decoder_only_and_distillation(tmp_path):
 
 def test_local_folder_round_trip_timm(tmp_path):
     model = timm.create_model("test_resnet", num_classes=10, in_chans=1).eval()
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (1, 56, 56), "mean": (0.3,), "std": (0.4,)}
     artifact = compression.compress(model, "convs", vae_config=TINY_VAE, training=FAST, progress=False)
     assert artifact.model_config["model_args"] == {"in_chans": 1}
     compression.save_decoder(artifact.vae, tmp_path / "decoder")
     compression.save_latents(artifact, tmp_path / "latents", {"path": "../decoder"})
     pulled = compression.pull_latents(tmp_path / "latents")
     assert type(pulled) is type(model)
+    # the decoded model keeps the preprocessing it was trained with, not timm's ImageNet defaults
+    assert timm.data.resolve_data_config(model=pulled)["input_size"] == (1, 56, 56)
+    assert pulled.pretrained_cfg["mean"] == (0.3,)
     for name, tensor in artifact.to_model().state_dict().items():
         assert torch.equal(pulled.state_dict()[name], tensor), name
     # tensors outside the selection are kept exactly
