@@ -21,6 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--runs", default="runs/zoo", help="folder of training runs (one sub-folder per run)")
     p.add_argument("--only", nargs="*", default=None, help="run names to include (default: all)")
+    p.add_argument("--exclude", nargs="*", default=(), help="run names to leave out")
     p.add_argument("--markdown", default="runs/zoo/zoo.md", help="where to write the table")
     p.add_argument("--plot", default="runs/zoo/zoo.png", help="where to write the PNG ('' for none)")
     p.add_argument("--export-to", default=None, help="copy CSG runs' model folders here (e.g. model_cards)")
@@ -35,10 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_runs(folder: Path, only: list[str] | None = None) -> list[dict]:
+def load_runs(folder: Path, only: list[str] | None = None, exclude=()) -> list[dict]:
     runs = []
     for path in sorted(folder.glob("*/metrics.json")):
-        if only and path.parent.name not in only:
+        if (only and path.parent.name not in only) or path.parent.name in exclude:
             continue
         metrics = json.loads(path.read_text())
         metrics["name"] = path.parent.name
@@ -163,7 +164,7 @@ def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, da
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     runs_folder = Path(args.runs)
-    runs = load_runs(runs_folder, args.only)
+    runs = load_runs(runs_folder, args.only, args.exclude)
     rows = table_rows(runs)
     text = markdown(rows)
     Path(args.markdown).write_text(text)
