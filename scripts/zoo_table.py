@@ -99,7 +99,7 @@ def plot(rows: list[dict], path: Path) -> None:
     try:
         import matplotlib
     except ImportError as err:
-        raise SystemExit("The plot needs matplotlib: pip install matplotlib (or pass --plot '').") from err
+        raise SystemExit("The plot needs matplotlib: pip install -e '.[zoo]' (or pass --plot '').") from err
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
