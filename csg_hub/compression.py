@@ -59,10 +59,9 @@ VAE_CITATION = """@article{cheng2024vae,
   year    = {2024}
 }"""
 
+# --- what model to rebuild -----------------------------------------------------------------------
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-
-# --- what model to rebuild -----------------------------------------------------------------------
 
 
 def describe_model(model: nn.Module) -> dict[str, Any]:
@@ -85,8 +84,12 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
         model_args = {"in_chans": stem.in_channels} if stem is not None else {}
         # the preprocessing the weights were trained with; timm's defaults are ImageNet's
         data_config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items() if k in DATA_CONFIG_KEYS}
-        return {"architecture": cfg["architecture"], "num_classes": model.num_classes, "model_args": model_args,
-                "data_config": data_config}  # fmt: skip
+        return {
+            "architecture": cfg["architecture"],
+            "num_classes": model.num_classes,
+            "model_args": model_args,
+            "data_config": data_config,
+        }
     raise ValueError(
         f"Cannot tell how to rebuild a {type(model).__name__}: pass model_config= (a CSGConfig dict, a timm config "
         "{'architecture': ..., 'num_classes': ..., 'model_args': {...}}, or {'small_model': name, 'kwargs': {...}})."
