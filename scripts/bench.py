@@ -4,7 +4,8 @@ Every comparison runs its variants interleaved (dense, CSG, dense, CSG, ...) for
 that machine load drifts hit all of them alike; each row gives the median, the spread (min-max) and
 the ratio of medians to the dense variant. Measured:
 
-- training step (forward, backward, SGD step) at batch 128, 28x28 greyscale, 10 classes;
+- training step (forward, backward, SGD step) at batch 128, 28x28 greyscale, 10 classes, and, as the
+  floor any CSG implementation has, the dense step plus the generator's GEMMs alone;
 - inference latency at batch 1 and 64: dense timm model, CSG generating its filters on every forward,
   CSG in eval mode with cached filters, and the CSG model's `to_timm()` export;
 - `from_pretrained` wall time (transformers, local folder) and checkpoint bytes, dense (TimmWrapper
@@ -115,8 +116,31 @@ def bench_training(args, architecture: str, precision: str) -> dict:
 
         return step
 
-    samples = interleaved({name: step_fn(m) for name, m in models.items()}, args.repeats, args.steps)
+    variants = {name: step_fn(m) for name, m in models.items()}
+    # The part of a CSG step no implementation can avoid: the generator's GEMMs, forward and the two
+    # of backward (codes and generator gradients). "dense + generator GEMMs" bounds the CSG step from below.
+    dense_step, generator_gemms = variants["dense"], generator_work(models["csg"], precision)
+    variants["dense+generator_gemms"] = lambda: (dense_step(), generator_gemms())
+    samples = interleaved(variants, args.repeats, args.steps)
     return summarize(samples, "dense")
+
+
+def generator_work(model, precision: str) -> Callable[[], None]:
+    """Forward and backward of the generator's GEMMs alone, for every generated conv of `model`."""
+    import torch
+
+    from csg_hub.reparameterize import generated_convs
+
+    work = [(conv.__dict__["_csg_generator"], conv.codes) for _, conv in generated_convs(model)]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        grads = [torch.randn_like(generator(codes)) for generator, codes in work]
+
+    def run() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outputs = [generator(codes) for generator, codes in work]
+        torch.autograd.backward(outputs, grads)
+
+    return run
 
 
 def bench_inference(args, architecture: str, batch: int) -> dict:

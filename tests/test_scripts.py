@@ -176,7 +176,9 @@ def test_bench_smoke(tmp_path):
     assert set(results["inference"]["resnet18/latency b2"]) == {"dense", "csg_generate", "csg_cached", "csg_to_timm"}
     loading = results["loading"]["resnet18/from_pretrained"]
     assert loading["csg"]["checkpoint_bytes"] * 10 < loading["dense"]["checkpoint_bytes"]
-    assert results["training"]["resnet18/step b4 fp32"]["dense"]["ratio"] == 1.0
+    training = results["training"]["resnet18/step b4 fp32"]
+    assert training["dense"]["ratio"] == 1.0
+    assert set(training) == {"dense", "csg", "csg_all_convs", "dense+generator_gemms"}
     assert "| training step b4 fp32 | resnet18 | csg |" in (tmp_path / "bench.md").read_text()
 
 
