@@ -105,12 +105,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for model in sorted({r["model"] for r in rows}):
-        points = sorted((r["stored_params"], r["top1"], r["setting"]) for r in rows if r["model"] == model)
+        points = sorted(
+            (r["stored_params"], r["top1"], f"{r['setting']}, {r['epochs']} ep") for r in rows if r["model"] == model
+        )
         line = ax.plot([p[0] for p in points], [p[1] for p in points], "o--", label=model)[0]
-        for i, (params, top1, setting) in enumerate(points):
-            # alternate above/below so that neighbouring settings of one model do not overprint
+        for i, (params, top1, label) in enumerate(points):
+            # alternate above/below so that neighbouring runs of one model do not overprint
             offset = (4, 5) if i % 2 == 0 else (4, -12)
-            ax.annotate(setting, (params, top1), fontsize=7, xytext=offset, textcoords="offset points",
+            ax.annotate(label, (params, top1), fontsize=7, xytext=offset, textcoords="offset points",
                         color=line.get_color())  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("stored parameters")
