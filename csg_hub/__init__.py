@@ -2,29 +2,25 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
-from .cards import accuracy_result, model_card
-from .compression import (
+from .configuration import CSGConfig
+from .errors import CheckpointError
+from .hub import accuracy_result, config_from_timm, model_card, push_model, push_timm, save_timm
+from .layers import SliceGenerator, format_report, generated_convs, materialize, parameter_report, reparameterize
+from .modeling import CSGForImageClassification, CSGModel, CSGPreTrainedModel
+from .training import recalibrate_batchnorm
+from .vae import (
     CompressedModel,
+    VAETrainingConfig,
+    WeightVAE,
+    WeightVAEConfig,
     compress,
     compression_report,
+    flatten_parameters,
     load_decoder,
     load_latents,
     pull_latents,
     push_decoder,
     push_latents,
-)
-from .configuration import CSGConfig
-from .generator import SliceGenerator
-from .hub import config_from_timm, push_model, push_timm, save_timm
-from .modeling import CheckpointError, CSGForImageClassification, CSGModel, CSGPreTrainedModel
-from .reparameterize import generated_convs, materialize, reparameterize
-from .report import format_report, parameter_report
-from .vae import (
-    VAETrainingConfig,
-    WeightVAE,
-    WeightVAEConfig,
-    flatten_parameters,
-    recalibrate_batchnorm,
     unflatten_parameters,
 )
 

@@ -58,7 +58,7 @@ def load_classifier(model_id: str, revision: str | None = None) -> tuple[nn.Modu
     from timm.data import resolve_data_config
     from transformers import AutoModelForImageClassification
 
-    from .hub import read_config_json
+    from .hub.timm_interop import read_config_json
 
     local = Path(model_id)
     config = read_config_json(model_id, revision)
@@ -84,7 +84,7 @@ def update_card_accuracy(
 
     from huggingface_hub import ModelCard, ModelCardData
 
-    from .cards import accuracy_result
+    from .hub.cards import accuracy_result
 
     local = Path(model_id)
     readme = local / "README.md"

@@ -13,13 +13,10 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutput
 
 from .configuration import CSGConfig
-from .generator import SliceGenerator
-from .hub import push_model
-from .reparameterize import GeneratedConv, materialize, reparameterize
-
-
-class CheckpointError(OSError):
-    """A checkpoint that does not fit its config, or cannot be read."""
+from .errors import CheckpointError
+from .hub.push import push_model
+from .layers.generator import SliceGenerator
+from .layers.reparameterize import GeneratedConv, materialize, reparameterize
 
 
 class CSGPreTrainedModel(PreTrainedModel):

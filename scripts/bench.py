@@ -129,7 +129,7 @@ def generator_work(model, precision: str) -> Callable[[], None]:
     """Forward and backward of the generator's GEMMs alone, for every generated conv of `model`."""
     import torch
 
-    from csg_hub.reparameterize import generated_convs
+    from csg_hub.layers.reparameterize import generated_convs
 
     work = [(conv.__dict__["_csg_generator"], conv.codes) for _, conv in generated_convs(model)]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -148,7 +148,7 @@ def bench_inference(args, architecture: str, batch: int) -> dict:
     import torch
 
     import csg_hub
-    from csg_hub.reparameterize import clear_filter_cache
+    from csg_hub.layers.reparameterize import clear_filter_cache
 
     torch.manual_seed(0)
     x = torch.randn(batch, 1, args.image_size, args.image_size)

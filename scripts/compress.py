@@ -57,12 +57,11 @@ def _selection(text: str) -> str | list[str]:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
 
-    from csg_hub import compression
+    from csg_hub import vae as weight_vae
     from csg_hub.data import classification_loader, load_image_dataset
     from csg_hub.evaluation import evaluate as evaluate_loader
     from csg_hub.evaluation import load_classifier
-    from csg_hub.quantization import round_trip
-    from csg_hub.vae import VAETrainingConfig, WeightVAEConfig, paper_recipe
+    from csg_hub.vae import VAETrainingConfig, WeightVAEConfig, paper_recipe, round_trip
 
     model, data_config = load_classifier(args.model, args.revision)
     vae_config = WeightVAEConfig(
@@ -78,8 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.paper_recipe:
         vae_config, training = paper_recipe(args.chunk_size, args.latent_dim)
     decoder_source, _, decoder_revision = (args.decoder or "").partition("@")
-    decoder = compression.load_decoder(decoder_source, decoder_revision or None) if args.decoder else None
-    artifact = compression.compress(
+    decoder = weight_vae.load_decoder(decoder_source, decoder_revision or None) if args.decoder else None
+    artifact = weight_vae.compress(
         model, _selection(args.selection), vae_config, training, vae=decoder, latent_dtype=args.latent_dtype
     )
 
@@ -89,29 +88,29 @@ def main(argv: list[str] | None = None) -> dict:
         if args.eval_limit:
             dataset = dataset.select(range(min(args.eval_limit, len(dataset))))
         evaluate = classification_loader(dataset, data_config, args.batch_size)
-    report = compression.compression_report(artifact, model, evaluate)
+    report = weight_vae.compression_report(artifact, model, evaluate)
     if evaluate is not None and args.baselines:
         report["baselines"] = {}
         for scheme in args.baselines:
             rounded, stored = round_trip(model, scheme)
             top1 = evaluate_loader(rounded, evaluate, progress=False)["top1"]
             report["baselines"][scheme] = {"bytes": stored, "top1": top1}
-        print(compression.comparison_table(report))
+        print(weight_vae.comparison_table(report))
 
     out = Path(args.output_dir or f"outputs/{Path(args.model).name}-vae")
-    compression.save_decoder(artifact.vae, out / "decoder")
-    compression.save_latents(artifact, out / "latents", {"path": "../decoder"}, report=report)
+    weight_vae.save_decoder(artifact.vae, out / "decoder")
+    weight_vae.save_latents(artifact, out / "latents", {"path": "../decoder"}, report=report)
     if args.push_to_hub:
         if args.decoder and not Path(decoder_source).is_dir():
             decoder_repo, revision = decoder_source, decoder_revision or None  # already on the Hub
         else:
             decoder_repo = args.decoder_repo_id or f"{args.push_to_hub}-decoder"
-            revision = compression.push_decoder(artifact.vae, decoder_repo).oid
-        commit = compression.push_latents(artifact, args.push_to_hub, decoder_repo, revision, report=report)
+            revision = weight_vae.push_decoder(artifact.vae, decoder_repo).oid
+        commit = weight_vae.push_latents(artifact, args.push_to_hub, decoder_repo, revision, report=report)
         report.update(latents_repo=args.push_to_hub, latents_revision=commit.oid, decoder_repo=decoder_repo)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     if "accuracy_before" in report:
-        (out / "comparison.md").write_text(compression.comparison_table(report))
+        (out / "comparison.md").write_text(weight_vae.comparison_table(report))
     return report
 
 

@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _data_config(model) -> dict:
     from timm.data import resolve_data_config
 
-    from csg_hub.small_models import SMALL_MODEL_DATA_CONFIG
+    from csg_hub.vae.small_models import SMALL_MODEL_DATA_CONFIG
 
     if hasattr(model, "config"):
         return model.config.data_config
@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
 
     import csg_hub
-    from csg_hub.compression import load_latents
     from csg_hub.data import classification_loader, load_image_dataset
     from csg_hub.evaluation import evaluate
-    from csg_hub.vae import recalibrate_batchnorm
+    from csg_hub.training import recalibrate_batchnorm
+    from csg_hub.vae import load_latents
 
     artifact = load_latents(args.latents, args.revision)
     model = artifact.to_model()

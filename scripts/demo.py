@@ -56,7 +56,7 @@ def main() -> None:
     import csg_hub
     from csg_hub.data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, fashion_mnist_loader
     from csg_hub.evaluation import evaluate
-    from csg_hub.hub_server import HubServer
+    from csg_hub.testing.hub_server import HubServer
     from csg_hub.training import TrainingArguments, fit
 
     server = None

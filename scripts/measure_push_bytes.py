@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     from huggingface_hub import HfApi
 
     import csg_hub
-    from csg_hub.hub_server import HubServer
+    from csg_hub.testing.hub_server import HubServer
 
     server = None
     if os.environ["HF_TOKEN"] == "local":

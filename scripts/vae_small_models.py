@@ -65,8 +65,8 @@ def train_small_model(name: str, epochs: int, lr: float, limit: int | None, seed
     import torch
 
     from csg_hub.data import fashion_mnist_loader
-    from csg_hub.small_models import build_small_model
     from csg_hub.training import TrainingArguments, fit
+    from csg_hub.vae.small_models import build_small_model
 
     torch.manual_seed(seed)
     model = build_small_model(name)
@@ -77,7 +77,7 @@ def train_small_model(name: str, epochs: int, lr: float, limit: int | None, seed
 
 
 def _row(name: str, recipe: str, artifact, model, test_loader, seconds: float, num_models: int = 1) -> dict:
-    from csg_hub.compression import compression_report
+    from csg_hub.vae import compression_report
 
     report = compression_report(artifact, model, test_loader, num_models=num_models, print_report=False)
     return {
@@ -92,7 +92,7 @@ def _row(name: str, recipe: str, artifact, model, test_loader, seconds: float, n
 
 
 def _compress(model, vae_config, training, vae=None, distill_batches=None):
-    from csg_hub.compression import compress
+    from csg_hub.vae import compress
 
     start = time.perf_counter()
     artifact = compress(

@@ -33,7 +33,7 @@ import csg_hub
 @pytest.fixture(scope="session")
 def hub_server(tmp_path_factory):
     """A Hub-protocol server on 127.0.0.1 that `HF_ENDPOINT` points at for the whole session."""
-    from csg_hub.hub_server import HubServer
+    from csg_hub.testing.hub_server import HubServer
 
     server = HubServer(root=Path(tmp_path_factory.mktemp("hub")), port=HUB_PORT)
     server.start()

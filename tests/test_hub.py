@@ -140,7 +140,7 @@ def test_remote_code_is_opt_in(hub_server, pixel_values):
     model = _model()
     with torch.no_grad():
         expected = model(pixel_values).logits.sum().item()
-    plain, with_code = _repo(), _repo("resnet18-code")
+    plain, with_code, again = _repo(), _repo("resnet18-code"), _repo("resnet18-again")
     model.push_to_hub(plain)
     assert not [f for f in HfApi().list_repo_files(plain) if f.endswith(".py")]
     model.push_to_hub(with_code, include_code=True)
@@ -151,12 +151,17 @@ def test_remote_code_is_opt_in(hub_server, pixel_values):
         "import sys, torch\n"
         "from transformers import AutoModelForImageClassification\n"
         f"m = AutoModelForImageClassification.from_pretrained({with_code!r}, trust_remote_code=True)\n"
-        "assert 'csg_hub' not in sys.modules, 'csg_hub was imported'\n"
         "x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))\n"
-        "print(type(m).__name__, m(x).logits.sum().item())\n"
+        "value = m(x).logits.sum().item()\n"
+        # the remote code pushes with its own card too (the template travels as a module)
+        f"m.push_to_hub({again!r})\n"
+        "assert 'csg_hub' not in sys.modules, 'csg_hub was imported'\n"
+        "print(type(m).__name__, value)\n"
     )
     name, value = out.split()[-2:]
     assert name == "CSGForImageClassification" and float(value) == pytest.approx(expected, abs=1e-5)
+    card = ModelCard.load(again)
+    assert "## Compression" in str(card) and card.data.library_name == "transformers"
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from csg_hub.hub_server import HubServer
+from csg_hub.testing.hub_server import HubServer
 
 README = "---\nlicense: apache-2.0\ntags:\n- csg\nlibrary_name: timm\n---\n# A test model\n"
 WEIGHTS = bytes(range(256)) * 64  # 16 KiB of binary: a .safetensors path goes through LFS whatever its size

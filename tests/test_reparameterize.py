@@ -7,7 +7,7 @@ from conftest import ALL_CONVS, ARCHITECTURES, make_config
 from torch import nn
 
 import csg_hub
-from csg_hub.reparameterize import AssembleFilters, GeneratedConv, kernel_key
+from csg_hub.layers.reparameterize import AssembleFilters, GeneratedConv, kernel_key
 
 
 def test_generator_default_is_the_papers_single_linear():

@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+from huggingface_hub import ModelCard
 
 import csg_hub
 from csg_hub.data import FASHION_MNIST_CLASSES
@@ -105,7 +106,7 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     assert resumed["history"][0] == first["history"][0]
     folder = tmp_path / "run/model"
     assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
-    card = csg_hub.cards.ModelCard((folder / "README.md").read_text())
+    card = ModelCard((folder / "README.md").read_text())
     assert card.data.eval_results[0].metric_value == round(resumed["final"]["top1"], 2)
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     assert metrics["final"]["num_samples"] == 256 and "python scripts/train.py" in metrics["command"]
@@ -125,7 +126,7 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     assert csg_row["ratio"] > 5 and (tmp_path / "zoo.png").stat().st_size > 0
     assert "| run | resnet18 | CSG s=12 d=72 |" in (tmp_path / "zoo.md").read_text()
     assert {p.name for p in (tmp_path / "cards").iterdir()} == {"run"}  # dense baselines are not exported
-    card = csg_hub.cards.ModelCard((tmp_path / "cards/run/README.md").read_text())
+    card = ModelCard((tmp_path / "cards/run/README.md").read_text())
     result = card.data.eval_results[0]
     assert (result.dataset_type, result.metric_type) == ("org/fm", "accuracy")
     checked = _script("eval").main(["--model", str(tmp_path / "cards/run"), "--dataset", str(tmp_path / "data")])

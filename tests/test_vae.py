@@ -15,23 +15,22 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 from torch import nn
 
 import csg_hub
-from csg_hub import compression
-from csg_hub.small_models import build_small_model
+from csg_hub import vae as weight_vae
+from csg_hub.training import recalibrate_batchnorm
 from csg_hub.vae import (
     VAETrainingConfig,
     WeightVAE,
     WeightVAEConfig,
-    check_manifest,
-    distillation_loss,
     flatten_parameters,
     load_parameters,
     paper_recipe,
-    recalibrate_batchnorm,
-    refine_latents,
     select_tensors,
     train_weight_vae,
     unflatten_parameters,
 )
+from csg_hub.vae.chunks import check_manifest
+from csg_hub.vae.small_models import build_small_model
+from csg_hub.vae.training import distillation_loss, refine_latents
 
 TINY_VAE = WeightVAEConfig(chunk_size=256, latent_dim=8, encoder_hidden=(32,), decoder_hidden=(32,))
 FAST = VAETrainingConfig(copies=4, epochs=1, refine_steps=2)
@@ -192,9 +191,9 @@ def test_distillation_refinement_matches_the_models_predictions():
 
 def test_accounting_numbers():
     model = build_small_model("rnn")
-    artifact = compression.compress(model, vae_config=TINY_VAE, training=FAST, progress=False)
+    artifact = weight_vae.compress(model, vae_config=TINY_VAE, training=FAST, progress=False)
     calls = []
-    report = compression.compression_report(
+    report = weight_vae.compression_report(
         artifact, model, evaluate=lambda m: calls.append(m) or 50.0, num_models=4, print_report=False
     )
     chunks = -(-54_538 // 256)
@@ -207,35 +206,35 @@ def test_accounting_numbers():
     assert report["latents_bytes"] < chunks * 10 * 2 + 200  # float16 plus the safetensors header
     assert report["original_bytes"] > 4 * 54_538 and report["mse"] > 0
     assert report["accuracy_before"] == report["accuracy_after"] == 50.0 and len(calls) == 2
-    assert "**total ratio**" in compression.format_compression_report(report)
+    assert "**total ratio**" in weight_vae.format_compression_report(report)
 
 
 def test_compress_with_a_decoder_only_and_distillation(tmp_path):
     model = build_small_model("fnn", {"widths": [784, 16, 10]}).eval()
-    artifact = compression.compress(model, vae_config=TINY_VAE, training=FAST, progress=False)
+    artifact = weight_vae.compress(model, vae_config=TINY_VAE, training=FAST, progress=False)
     assert artifact.latents.dtype == torch.float16
-    decoder = compression.load_decoder(compression.save_decoder(artifact.vae, tmp_path / "decoder"))
+    decoder = weight_vae.load_decoder(weight_vae.save_decoder(artifact.vae, tmp_path / "decoder"))
     assert decoder.encoder is None and decoder.config == TINY_VAE
 
     other = build_small_model("fnn", {"widths": [784, 16, 10]}).eval()
     batches = [(torch.randn(8, 1, 28, 28), None)]
     training = VAETrainingConfig(copies=4, epochs=1, refine_steps=5)
-    reused = compression.compress(other, vae=decoder, training=training, distill_batches=batches, progress=False)
+    reused = weight_vae.compress(other, vae=decoder, training=training, distill_batches=batches, progress=False)
     assert reused.vae is decoder and reused.latents.shape == (-(-12_730 // 256), 8)
     with pytest.raises(ValueError, match="not both"):
-        compression.compress(other, vae=decoder, vae_config=TINY_VAE, progress=False)
+        weight_vae.compress(other, vae=decoder, vae_config=TINY_VAE, progress=False)
     with pytest.raises(ValueError, match="refine_steps >= 1"):
-        compression.compress(other, vae=decoder, training=VAETrainingConfig(refine_steps=0), progress=False)
+        weight_vae.compress(other, vae=decoder, training=VAETrainingConfig(refine_steps=0), progress=False)
 
 
 def test_local_folder_round_trip_timm(tmp_path):
     model = timm.create_model("test_resnet", num_classes=10, in_chans=1).eval()
     model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (1, 56, 56), "mean": (0.3,), "std": (0.4,)}
-    artifact = compression.compress(model, "convs", vae_config=TINY_VAE, training=FAST, progress=False)
+    artifact = weight_vae.compress(model, "convs", vae_config=TINY_VAE, training=FAST, progress=False)
     assert artifact.model_config["model_args"] == {"in_chans": 1}
-    compression.save_decoder(artifact.vae, tmp_path / "decoder")
-    compression.save_latents(artifact, tmp_path / "latents", {"path": "../decoder"})
-    pulled = compression.pull_latents(tmp_path / "latents")
+    weight_vae.save_decoder(artifact.vae, tmp_path / "decoder")
+    weight_vae.save_latents(artifact, tmp_path / "latents", {"path": "../decoder"})
+    pulled = weight_vae.pull_latents(tmp_path / "latents")
     assert type(pulled) is type(model)
     # the decoded model keeps the preprocessing it was trained with, not timm's ImageNet defaults
     assert timm.data.resolve_data_config(model=pulled)["input_size"] == (1, 56, 56)
@@ -256,10 +255,10 @@ def _repo(kind: str) -> str:
 @pytest.fixture(scope="module")
 def pushed(hub_server, csg_model):
     """A CSG model compressed with selection "csg", its decoder and its latents pushed to the test Hub."""
-    artifact = compression.compress(csg_model, "csg", vae_config=TINY_VAE, training=FAST, progress=False)
+    artifact = weight_vae.compress(csg_model, "csg", vae_config=TINY_VAE, training=FAST, progress=False)
     decoder_repo, latents_repo = _repo("decoder"), _repo("latents")
-    commit = compression.push_decoder(artifact.vae, decoder_repo)
-    compression.push_latents(artifact, latents_repo, decoder_repo)
+    commit = weight_vae.push_decoder(artifact.vae, decoder_repo)
+    weight_vae.push_latents(artifact, latents_repo, decoder_repo)
     return artifact, decoder_repo, commit.oid, latents_repo
 
 
@@ -272,7 +271,7 @@ def test_hub_round_trip_csg(pushed, csg_model, pixel_values):
     card = ModelCard.load(latents_repo)
     assert {"weight-vae", "csg", "resnet18"} <= set(card.data.tags) and "**total ratio**" in card.text
 
-    pulled = compression.pull_latents(latents_repo)
+    pulled = weight_vae.pull_latents(latents_repo)
     assert type(pulled) is csg_hub.CSGForImageClassification
     expected = artifact.to_model()
     for name, tensor in expected.state_dict().items():
@@ -303,32 +302,32 @@ def test_missing_decoder_revision(pushed):
     _, decoder_repo, _, latents_repo = pushed
     bad = _config_with(latents_repo, decoder={"repo_id": decoder_repo, "revision": "0" * 40})
     with pytest.raises(csg_hub.CheckpointError, match="does not exist"):
-        compression.pull_latents(_edited_copy(latents_repo, "config.json", bad))
+        weight_vae.pull_latents(_edited_copy(latents_repo, "config.json", bad))
     with pytest.raises(csg_hub.CheckpointError, match="does not exist"):
-        compression.push_latents(pushed[0], _repo("x"), decoder_repo, decoder_revision="0" * 40)
+        weight_vae.push_latents(pushed[0], _repo("x"), decoder_repo, decoder_revision="0" * 40)
 
 
 def test_decoder_that_disagrees(pushed):
     artifact, _, _, latents_repo = pushed
     other = WeightVAE(WeightVAEConfig(chunk_size=256, latent_dim=4, encoder_hidden=(32,), decoder_hidden=(32,)))
     other_repo = _repo("decoder")
-    sha = compression.push_decoder(other, other_repo).oid
+    sha = weight_vae.push_decoder(other, other_repo).oid
     bad = _config_with(latents_repo, decoder={"repo_id": other_repo, "revision": sha})
     with pytest.raises(ValueError, match="VAE config"):
-        compression.pull_latents(_edited_copy(latents_repo, "config.json", bad))
+        weight_vae.pull_latents(_edited_copy(latents_repo, "config.json", bad))
     with pytest.raises(ValueError, match="not the one these latents were made with"):
-        compression.push_latents(artifact, _repo("x"), other_repo)
+        weight_vae.push_latents(artifact, _repo("x"), other_repo)
 
 
 def test_corrupt_latents(pushed):
     with pytest.raises(csg_hub.CheckpointError, match="truncated or corrupt"):
-        compression.pull_latents(_edited_copy(pushed[3], "latents.safetensors", b"\x00" * 100))
+        weight_vae.pull_latents(_edited_copy(pushed[3], "latents.safetensors", b"\x00" * 100))
 
 
 def test_manifest_that_does_not_fit_the_model(pushed):
     config = make_config(code_dim=36).to_dict()
     with pytest.raises(ValueError, match=r"'timm_model\.layer1\.0\.conv1\.codes' has shape \(36, 72\).*\(36, 36\)"):
-        compression.pull_latents(_edited_copy(pushed[3], "model_config.json", json.dumps(config).encode()))
+        weight_vae.pull_latents(_edited_copy(pushed[3], "model_config.json", json.dumps(config).encode()))
 
 
 # --- scripts -------------------------------------------------------------------------------------
@@ -352,7 +351,7 @@ def test_compress_and_decompress_scripts(hub_server, csg_model, tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["total_ratio"] == report["total_ratio"]
     assert report["decoder_repo"] == f"{repo}-decoder" and report["relative_mse"] > 0
 
-    local = compression.pull_latents(tmp_path / "out" / "latents")
+    local = weight_vae.pull_latents(tmp_path / "out" / "latents")
     _script("decompress").main([repo, "--output-dir", str(tmp_path / "decoded")])
     decoded = csg_hub.CSGForImageClassification.from_pretrained(tmp_path / "decoded")
     for name, tensor in local.state_dict().items():
@@ -371,7 +370,7 @@ def test_scripts_help(name):
 
 
 def test_round_trips_store_what_they_claim_and_stay_close():
-    from csg_hub.quantization import round_trip
+    from csg_hub.vae import round_trip
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
@@ -403,7 +402,7 @@ def test_round_trips_store_what_they_claim_and_stay_close():
 def test_comparison_table_counts_the_decoder():
     report = {"original_bytes": 4000, "accuracy_before": 90.0, "baselines": {"int8": {"bytes": 1000, "top1": 89.5}}}
     report.update(latents_bytes=100, kept_bytes=100, decoder_bytes=800, accuracy_after=88.0)
-    table = compression.comparison_table(report)
+    table = weight_vae.comparison_table(report)
     assert "| int8 round trip | 1,000 | 4.00x | 89.50 |" in table
     assert "| weight-VAE: latents + kept tensors | 200 | 20.00x | 88.00 |" in table
     assert "| weight-VAE: latents + kept + decoder | 1,000 | 4.00x | 88.00 |" in table

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .report import parameter_report
+from ..layers.report import parameter_report
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_cards" / "template.md"
+try:
+    # transformers copies only .py files of remote code into its module cache, so a trust_remote_code
+    # bundle carries the template as a module (written by `remote_code.save_with_code`)
+    from .model_card_template import TEMPLATE as _BUNDLED_TEMPLATE
+except ImportError:
+    _BUNDLED_TEMPLATE = None
 CSG_CITATION = """@inproceedings{omidvar2021associative,
   title     = {Associative Convolutional Layers},
   author    = {Omidvar, Hamed and Akhlaghi, Vahideh and Su, Hao and Franceschetti, Massimo and Gupta, Rajesh K.},
@@ -34,6 +39,13 @@ def accuracy_result(
     )
     result.num_samples = num_samples  # shown in the card body, not part of model-index
     return result
+
+
+def card_template() -> str:
+    """The Jinja template of CSG model cards (package data: `csg_hub/hub/templates/model_card.md`)."""
+    if _BUNDLED_TEMPLATE is not None:
+        return _BUNDLED_TEMPLATE
+    return resources.files(__package__).joinpath("templates", "model_card.md").read_text(encoding="utf-8")
 
 
 def model_card(
@@ -72,11 +84,9 @@ def model_card(
         )
         if on
     )
-    if not TEMPLATE_PATH.exists():
-        raise FileNotFoundError(f"Model card template {TEMPLATE_PATH} is missing; reinstall csg-hub from source.")
     return ModelCard.from_template(
         card_data,
-        template_path=str(TEMPLATE_PATH),
+        template_str=card_template(),
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
         config=config,

@@ -1,4 +1,5 @@
-"""Push CSG models (and their dense timm export) to the Hub; build CSG configs from timm Hub repos."""
+"""timm interop: a CSG model's dense export as a native timm folder or repo, and CSG configs built from
+timm repos."""
 
 from __future__ import annotations
 
@@ -8,82 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitInfo, EvalResult, HfApi, hf_hub_download
+from huggingface_hub import CommitInfo, HfApi, hf_hub_download
 
-from .cards import model_card
-from .configuration import CSGConfig
-
-AUTO_MAP = {
-    "AutoConfig": "configuration.CSGConfig",
-    "AutoModel": "modeling.CSGModel",
-    "AutoModelForImageClassification": "modeling.CSGForImageClassification",
-}
-
-
-def save_with_code(model, folder: str | os.PathLike) -> None:
-    """`save_pretrained` plus the modeling code and an `auto_map`, for `trust_remote_code=True` loading."""
-    import shutil
-
-    from transformers.dynamic_module_utils import get_relative_import_files
-
-    from . import modeling
-
-    folder = Path(folder)
-    model.save_pretrained(folder)
-    for source in {modeling.__file__, *get_relative_import_files(modeling.__file__)}:
-        shutil.copy(source, folder / Path(source).name)
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
-    config["auto_map"] = AUTO_MAP
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def push_model(
-    model,
-    repo_id: str,
-    *,
-    commit_message: str | None = None,
-    commit_description: str | None = None,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    revision: str | None = None,
-    create_pr: bool = False,
-    include_code: bool = False,
-    results: list[EvalResult] | None = None,
-    training_command: str | None = None,
-    dense_baseline: float | None = None,
-    tags: list[str] | None = None,
-) -> CommitInfo:
-    """Upload `config.json`, `model.safetensors` and a model card (plus the modeling code when
-    `include_code=True`) to `repo_id`, creating the repo if needed. Returns the commit."""
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    with tempfile.TemporaryDirectory() as tmp:
-        if include_code:
-            save_with_code(model, tmp)
-        else:
-            model.save_pretrained(tmp)
-        card = model_card(
-            model,
-            repo_id,
-            results=results,
-            checkpoint_bytes=(Path(tmp) / "model.safetensors").stat().st_size,
-            training_command=training_command,
-            dense_baseline=dense_baseline,
-            remote_code=include_code,
-            tags=tags,
-        )
-        card.save(Path(tmp) / "README.md")
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            commit_message=commit_message or f"Upload CSG {model.config.architecture}",
-            commit_description=commit_description,
-            revision=revision,
-            create_pr=create_pr,
-            # code left from an earlier include_code push must not linger without its auto_map
-            delete_patterns=None if include_code else ["*.py"],
-        )
+from ..configuration import CSGConfig
 
 
 def save_timm(

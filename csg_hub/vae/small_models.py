@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from ..data import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 
 # What `csg_hub.data.fashion_mnist_loader` feeds these models, in the timm data-config format.
 SMALL_MODEL_DATA_CONFIG = {"input_size": (1, 28, 28), "mean": FASHION_MNIST_MEAN, "std": FASHION_MNIST_STD}

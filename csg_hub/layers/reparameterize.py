@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .configuration import CSGConfig
+from ..configuration import CSGConfig
 from .generator import SliceGenerator
 
 GENERATORS_ATTR = "csg_generators"

@@ -14,7 +14,7 @@ Usage::
     with HubServer(Path("/tmp/hub")) as server:
         os.environ["HF_ENDPOINT"] = server.url  # before importing huggingface_hub
 
-    python -m csg_hub.hub_server --root /tmp/hub --port 8000
+    python -m csg_hub.testing.hub_server --root /tmp/hub --port 8000
 """
 
 from __future__ import annotations
@@ -1156,7 +1156,7 @@ class HubServer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m csg_hub.hub_server",
+        prog="python -m csg_hub.testing.hub_server",
         description="Serve a file-backed Hugging Face Hub-protocol server for offline tests and demos "
         "(no auth, no Xet, no permissions). Point clients at it with HF_ENDPOINT=<url> HF_HUB_DISABLE_XET=1.",
     )

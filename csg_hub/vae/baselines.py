@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,3 +48,19 @@ def round_trip(model: nn.Module, scheme: str) -> tuple[nn.Module, int]:
 
 
 __all__ = ["SCHEMES", "round_trip"]
+
+
+def comparison_table(report: dict[str, Any]) -> str:
+    """Bytes and top-1 of the original, its fp16/int round trips (`report["baselines"]`, filled by
+    `scripts/compress.py`) and the weight-VAE artifact with and without its decoder."""
+    original = report["original_bytes"]
+    vae_alone = report["latents_bytes"] + report["kept_bytes"]
+    rows = [("original (fp32)", original, report["accuracy_before"])]
+    rows += [(f"{s} round trip", b["bytes"], b["top1"]) for s, b in report.get("baselines", {}).items()]
+    rows += [
+        ("weight-VAE: latents + kept tensors", vae_alone, report["accuracy_after"]),
+        ("weight-VAE: latents + kept + decoder", vae_alone + report["decoder_bytes"], report["accuracy_after"]),
+    ]
+    lines = ["| weights | bytes | smaller than fp32 | top-1 |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {size:,} | {original / size:.2f}x | {top1:.2f} |" for name, size, top1 in rows]
+    return "\n".join(lines) + "\n"

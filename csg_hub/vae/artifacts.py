@@ -1,0 +1,273 @@
+"""Weight-VAE artifacts on disk and on the Hub: save, load, push and pull.
+
+Two kinds of repo:
+
+- a **decoder repo** (`decoder.safetensors` + `config.json`): the VAE's decoder, shareable by many models;
+- a **latents repo** per model: `latents.safetensors` (one latent vector per chunk, plus the normalisation
+  statistics), `kept.safetensors` (tensors left out of the selection), `manifest.json` (how the chunks map
+  back to tensors), `model_config.json` (what to rebuild: a CSG config, a timm config or one of
+  `csg_hub.vae.small_models`), `config.json` (the decoder's repo id and exact commit, and the VAE config)
+  and a card with the accounting table.
+
+Everything is read from safetensors and JSON; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import CommitInfo, HfApi, snapshot_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import CheckpointError
+from .accounting import compression_report
+from .cards import decoder_card, latents_card
+from .chunks import validate_manifest
+from .compressed import CompressedModel
+from .model import WeightVAE, WeightVAEConfig
+from .model_config import model_kind
+
+LATENTS_FORMAT = "csg-hub-weight-vae-latents"
+DECODER_FORMAT = "csg-hub-weight-vae-decoder"
+FORMAT_VERSION = 1
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_decoder(vae: WeightVAE, folder: str | os.PathLike) -> Path:
+    """Write `decoder.safetensors`, `config.json` and a card for `vae`'s decoder into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in vae.decoder_tensors().items()}, folder / "decoder.safetensors")
+    _write_json(
+        folder / "config.json",
+        {
+            "format": DECODER_FORMAT,
+            "version": FORMAT_VERSION,
+            "vae_config": vae.config.to_dict(),
+            "decoder_params": vae.num_decoder_params(),
+        },
+    )
+    decoder_card(vae).save(folder / "README.md")
+    return folder
+
+
+def save_latents(
+    artifact: CompressedModel,
+    folder: str | os.PathLike,
+    decoder: dict[str, str],
+    report: dict[str, Any] | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Write a latents folder. `decoder` is `{"repo_id": ..., "revision": <commit sha>}`, or `{"path": ...}`
+    (relative to `folder`) for a decoder folder on disk. `report` (from `compression_report`) fills the card."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in artifact.latent_tensors().items()}, folder / "latents.safetensors")
+    save_file({k: v.contiguous() for k, v in artifact.kept.items()}, folder / "kept.safetensors")
+    _write_json(folder / "manifest.json", artifact.manifest)
+    _write_json(folder / "model_config.json", artifact.model_config)
+    _write_json(
+        folder / "config.json",
+        {
+            "format": LATENTS_FORMAT,
+            "version": FORMAT_VERSION,
+            "decoder": decoder,
+            "vae_config": artifact.vae.config.to_dict(),
+            "latent_dtype": str(artifact.latents.dtype).removeprefix("torch."),
+            "model_kind": model_kind(artifact.model_config),
+        },
+    )
+    report = report or compression_report(artifact, print_report=False)
+    latents_card(artifact, repo_id or folder.name, decoder, report).save(folder / "README.md")
+    return folder
+
+
+def _snapshot(repo_or_dir: str | os.PathLike, revision: str | None, what: str) -> Path:
+    local = Path(repo_or_dir)
+    if local.is_dir():
+        return local
+    try:
+        # one consistent commit of the repo; JSON and safetensors only, never pickles
+        return Path(snapshot_download(str(repo_or_dir), revision=revision, allow_patterns=["*.json", "*.safetensors"]))
+    except RevisionNotFoundError as err:
+        raise CheckpointError(
+            f"Revision {revision!r} of the {what} repo {repo_or_dir} does not exist. Check the revision, or push the "
+            "decoder again (push_decoder) and re-push the latents (push_latents) so they name an existing commit."
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise CheckpointError(f"The {what} repo {repo_or_dir} does not exist or is not accessible: {err}") from err
+
+
+def _read_json(folder: Path, name: str, what: str) -> dict[str, Any]:
+    path = folder / name
+    if not path.exists():
+        raise CheckpointError(f"The {what} at {folder} has no {name}; is it a csg-hub weight-VAE {what} repo?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{name} of the {what} at {folder} is not valid JSON: {err}") from err
+
+
+def _read_safetensors(folder: Path, name: str, what: str) -> dict[str, torch.Tensor]:
+    path = folder / name
+    if not path.exists():
+        raise CheckpointError(f"The {what} at {folder} has no {name}.")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"Could not read {name} of the {what} at {folder}: {err}. The file is truncated or corrupt; "
+            "download or push it again."
+        ) from err
+
+
+def _check_format(config: dict[str, Any], expected: str, folder: Path) -> None:
+    if config.get("format") != expected or config.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder}/config.json is not a {expected} v{FORMAT_VERSION} config "
+            f"(format {config.get('format')!r}, version {config.get('version')!r})."
+        )
+
+
+def load_decoder(repo_or_dir: str | os.PathLike, revision: str | None = None) -> WeightVAE:
+    """A decoder-only `WeightVAE` from a decoder repo (Hub id, optionally at `revision`) or folder."""
+    folder = _snapshot(repo_or_dir, revision, "decoder")
+    config = _read_json(folder, "config.json", "decoder")
+    _check_format(config, DECODER_FORMAT, folder)
+    vae = WeightVAE(WeightVAEConfig.from_dict(config["vae_config"]), with_encoder=False)
+    tensors = _read_safetensors(folder, "decoder.safetensors", "decoder")
+    try:
+        vae.decoder.load_state_dict({k.removeprefix("decoder."): v for k, v in tensors.items()})
+    except RuntimeError as err:
+        raise CheckpointError(f"decoder.safetensors at {folder} does not fit its config.json: {err}") from err
+    return vae.eval()
+
+
+def load_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) -> CompressedModel:
+    """A `CompressedModel` from a latents repo (Hub id, optionally at `revision`) or folder, with the decoder
+    its `config.json` names (at the pinned commit). Raises `CheckpointError` for missing or corrupt files
+    and revisions, ValueError when the decoder, the manifest and the latents disagree."""
+    folder = _snapshot(repo_or_dir, revision, "latents")
+    config = _read_json(folder, "config.json", "latents")
+    _check_format(config, LATENTS_FORMAT, folder)
+    manifest = _read_json(folder, "manifest.json", "latents")
+    validate_manifest(manifest)
+    model_config = _read_json(folder, "model_config.json", "latents")
+    vae = _decoder_for(config["decoder"], folder, Path(repo_or_dir).is_dir())
+    if vae.config.to_dict() != config["vae_config"]:
+        raise ValueError(
+            f"The decoder {config['decoder']} has VAE config {vae.config.to_dict()} but the latents at {repo_or_dir} "
+            f"were made with {config['vae_config']}: re-push the latents against the decoder they were made with."
+        )
+    if manifest["chunk_size"] != vae.config.chunk_size:
+        raise ValueError(
+            f"manifest.json has chunk_size {manifest['chunk_size']} but the decoder {vae.config.chunk_size}."
+        )
+    tensors = _read_safetensors(folder, "latents.safetensors", "latents")
+    latents, stats = tensors.get("latents"), tensors.get("stats")
+    expected = (manifest["num_chunks"], vae.config.latent_dim)
+    if latents is None or tuple(latents.shape) != expected:
+        shape = None if latents is None else tuple(latents.shape)
+        raise CheckpointError(f"latents.safetensors at {folder} holds latents of shape {shape}, expected {expected}.")
+    if (stats is None) != (vae.config.normalize == "none"):
+        raise CheckpointError(
+            f"latents.safetensors at {folder} {'lacks' if stats is None else 'has'} normalisation statistics but the "
+            f"VAE config says normalize={vae.config.normalize!r}."
+        )
+    return CompressedModel(
+        latents=latents,
+        stats=stats,
+        kept=_read_safetensors(folder, "kept.safetensors", "latents"),
+        manifest=manifest,
+        model_config=model_config,
+        vae=vae,
+    )
+
+
+def _decoder_for(decoder: dict[str, str], folder: Path, local: bool) -> WeightVAE:
+    if "path" in decoder:
+        if not local:
+            raise CheckpointError(
+                "This latents repo refers to a decoder folder on someone's disk; re-push it with push_latents, "
+                "which records the decoder's repo id and commit."
+            )
+        return load_decoder(folder / decoder["path"])
+    try:
+        return load_decoder(decoder["repo_id"], decoder["revision"])
+    except EntryNotFoundError as err:
+        raise CheckpointError(f"The decoder {decoder} lacks a file: {err}") from err
+
+
+def pull_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) -> nn.Module:
+    """Download a latents repo and its pinned decoder and rebuild the model (eval mode): a
+    `CSGForImageClassification`, a timm model or a `csg_hub.vae.small_models` model."""
+    return load_latents(repo_or_dir, revision).to_model()
+
+
+def push_decoder(
+    vae: WeightVAE,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+) -> CommitInfo:
+    """Upload `vae`'s decoder (`decoder.safetensors`, `config.json`, card); the commit's `oid` is the revision
+    latents repos pin."""
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        save_decoder(vae, tmp)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload weight-VAE decoder"
+        )
+
+
+def push_latents(
+    artifact: CompressedModel,
+    repo_id: str,
+    decoder_repo_id: str,
+    decoder_revision: str | None = None,
+    *,
+    report: dict[str, Any] | None = None,
+    commit_message: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+) -> CommitInfo:
+    """Upload a latents repo that names `decoder_repo_id` at the exact commit `decoder_revision` resolves to
+    (the latest when None). The decoder there must have the artifact's VAE config."""
+    api = HfApi(token=token)
+    try:
+        sha = api.model_info(decoder_repo_id, revision=decoder_revision).sha
+    except (RevisionNotFoundError, RepositoryNotFoundError) as err:
+        raise CheckpointError(
+            f"Decoder {decoder_repo_id} at revision {decoder_revision!r} does not exist; push it with push_decoder first."
+        ) from err
+    remote = load_decoder(decoder_repo_id, sha)
+    ours = artifact.vae.decoder.state_dict()
+    same = remote.config == artifact.vae.config and all(
+        torch.equal(v, ours[k]) for k, v in remote.decoder.state_dict().items()
+    )
+    if not same:
+        raise ValueError(
+            f"The decoder {decoder_repo_id}@{sha} is not the one these latents were made with (VAE config "
+            f"{remote.config.to_dict()} vs {artifact.vae.config.to_dict()}, or other weights): push this "
+            "artifact's decoder (push_decoder) and name that commit."
+        )
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        save_latents(artifact, tmp, {"repo_id": decoder_repo_id, "revision": sha}, report=report, repo_id=repo_id)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload weight-VAE latents"
+        )
