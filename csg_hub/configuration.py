@@ -1,7 +1,5 @@
 """`CSGConfig`: the timm architecture and every CSG hyper-parameter of a model."""
 
-from __future__ import annotations
-
 import difflib
 from typing import Any
 
@@ -12,6 +10,8 @@ from timm.layers import get_act_layer
 from transformers import PreTrainedConfig
 
 
+# No `from __future__ import annotations` here: @strict checks each field against its annotation, which
+# needs real types, not strings (a string for `include` would otherwise be matched letter by letter).
 @strict
 class CSGConfig(PreTrainedConfig):
     r"""
@@ -44,8 +44,8 @@ class CSGConfig(PreTrainedConfig):
     generate_stem (`bool`, defaults to `False`):
         Also generate the first convolution (timm's `first_conv`).
     include, exclude (`list[str]`, *optional*):
-        fnmatch patterns on module names (`"layer4.*"`): only convs matching `include` are generated,
-        and none matching `exclude`.
+        fnmatch patterns on module names (`["layer4.*"]`): only convs matching `include` are generated,
+        and none matching `exclude`. A bare string is refused, not wrapped.
     fan_in_scaling (`bool`, defaults to `True`):
         Multiply each generated filter by `sqrt(2 / fan_in)` so one shared generator yields
         He-initialised filters for layers of any width.

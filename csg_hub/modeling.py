@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import timm
 import torch
@@ -11,10 +12,12 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutput
+from transformers.utils import cached_file
 
 from .configuration import CSGConfig
 from .errors import CheckpointError
 from .hub.push import push_model
+from .integrity import add_digest, verify_safetensors
 from .layers.generator import SliceGenerator
 from .layers.reparameterize import GeneratedConv, materialize, reparameterize
 
@@ -70,16 +73,34 @@ class CSGPreTrainedModel(PreTrainedModel):
         kwargs.pop("max_shard_size", None)  # CSG checkpoints are small: never sharded
         return push_model(self, repo_id, **kwargs)
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """As `PreTrainedModel.save_pretrained`, with the sha256 of the tensor data recorded in each
+        safetensors file's metadata (checked by `from_pretrained`)."""
+        push_to = kwargs.pop("repo_id", None) if kwargs.pop("push_to_hub", False) else None
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            for path in Path(save_directory).glob("model*.safetensors"):
+                add_digest(path)
+        if push_to is not None:
+            self.push_to_hub(push_to)
+        return result
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """As `PreTrainedModel.from_pretrained`, safetensors only, and strict: a checkpoint whose tensors
-        are missing, unreadable or shaped for another config raises `CheckpointError` instead of
-        yielding re-initialised weights (pass `ignore_mismatched_sizes=True` to re-initialise a
-        classifier of another size on purpose)."""
+        """As `PreTrainedModel.from_pretrained`, safetensors only, strict and verified.
+
+        Raises `CheckpointError` instead of returning a silently wrong model when the checkpoint lacks tensors
+        the config needs, holds tensors it does not (another architecture or CSG setting), holds them with
+        other shapes or kinds (integer for float), or fails its integrity checks (see `csg_hub.integrity`).
+        Opt-ins for a different head: `ignore_mismatched_sizes=True` re-initialises tensors of another shape
+        (a classifier for other labels), `strict=False` also drops tensors the model has no place for.
+        """
         want_info = kwargs.pop("output_loading_info", False)
         allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
+        strict = kwargs.pop("strict", True)
         kwargs.setdefault("use_safetensors", True)
         source = str(pretrained_model_name_or_path)
+        header = _verified_header(pretrained_model_name_or_path, kwargs)
         try:
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
@@ -112,18 +133,72 @@ class CSGPreTrainedModel(PreTrainedModel):
                 f"The checkpoint at {source} lacks {len(missing)} tensor(s) that {cls.__name__} with this "
                 f"config needs (e.g. {missing[:3]}); it was saved for another architecture or CSG setting."
             )
+        unexpected = sorted(k for k in info["unexpected_keys"] if not _is_dropped_head(model, k))
+        if unexpected and strict:
+            raise CheckpointError(
+                f"The checkpoint at {source} holds {len(unexpected)} tensor(s) that {cls.__name__} with this config "
+                f"has no place for (e.g. {unexpected[:3]}): it was saved for another architecture or CSG setting. "
+                "Pass strict=False to drop them on purpose."
+            )
+        if header is not None:
+            _check_kinds(model, header, source)
         _realign(model)
         return (model, info) if want_info else model
 
 
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+
+
+def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> dict | None:
+    # Resolve (download) the file transformers is about to read, and verify it first; a missing file is
+    # left to transformers, whose error names what it looked for.
+    try:
+        path = cached_file(
+            pretrained_model_name_or_path,
+            "model.safetensors",
+            _raise_exceptions_for_missing_entries=False,
+            **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs},
+        )
+    except OSError:
+        return None
+    return None if path is None else verify_safetensors(path)
+
+
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def _check_kinds(model: nn.Module, header: dict, source: str) -> None:
+    # transformers casts what it loads to the model's dtype: an integer tensor where a float one belongs
+    # (or the reverse) would load as garbage without a word
+    state = model.state_dict()
+    wrong = sorted(
+        f"{k} ({v['dtype']} for {state[k].dtype})"
+        for k, v in header.items()
+        if k in state and isinstance(v, dict) and (v.get("dtype") in _FLOAT_DTYPES) != state[k].is_floating_point()
+    )
+    if wrong:
+        raise CheckpointError(
+            f"The checkpoint at {source} stores {len(wrong)} tensor(s) with the wrong kind of number: {wrong[:3]}."
+        )
+
+
+def _is_dropped_head(model: nn.Module, key: str) -> bool:
+    # CSGModel is the backbone of a classifier checkpoint: its head's tensors are expected, and unused
+    if model.config.num_labels and isinstance(model, CSGForImageClassification):
+        return False
+    heads = model.timm_model.pretrained_cfg.get("classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else heads
+    return any(key.startswith(f"{model.base_model_prefix}.{h}.") for h in heads)
+
+
 def _realign(model: nn.Module, alignment: int = 64) -> None:
-    # safetensors returns tensors at arbitrary offsets, and CPU GEMM kernels choose their code path by
-    # alignment: fresh storage for the matrices (codes, generator, classifier) makes the generated
-    # filters and logits bit-identical to the saved model's. Vectors (norms, biases) go through
-    # elementwise kernels, and dense conv weights are copied by oneDNN into its own layout anyway:
-    # cloning them would only make loading slower than a dense model's.
-    for tensor in model.parameters():
-        if tensor.ndim != 2 or tensor.device.type != "cpu" or not tensor.data_ptr() % alignment:
+    # safetensors returns tensors at arbitrary offsets, and CPU kernels choose their code path by
+    # alignment (a vectorised body with FMA, a scalar head and tail without; oneDNN's conv reorders):
+    # fresh storage for every misaligned tensor makes the outputs bit-identical to the saved model's,
+    # which is what lets eval.py reproduce a card's accuracy exactly. csg-hub files start their data on
+    # a 64-byte boundary (`integrity.add_digest`), so only tensors at unaligned offsets are copied.
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.device.type != "cpu" or not tensor.data_ptr() % alignment:
             continue
         tensor.data = tensor.data.clone()
 

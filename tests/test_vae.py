@@ -267,7 +267,8 @@ def test_hub_round_trip_csg(pushed, csg_model, pixel_values):
     files = set(HfApi().list_repo_files(latents_repo))
     assert {"latents.safetensors", "kept.safetensors", "manifest.json", "config.json", "model_config.json"} <= files
     config = json.loads(Path(HfApi().hf_hub_download(latents_repo, "config.json")).read_text())
-    assert config["decoder"] == {"repo_id": decoder_repo, "revision": revision}
+    assert config["decoder"] == {"repo_id": decoder_repo, "revision": revision, "sha256": config["decoder"]["sha256"]}
+    assert len(config["decoder"]["sha256"]) == 64
     card = ModelCard.load(latents_repo)
     assert {"weight-vae", "csg", "resnet18"} <= set(card.data.tags) and "**total ratio**" in card.text
 
@@ -313,7 +314,7 @@ def test_decoder_that_disagrees(pushed):
     other_repo = _repo("decoder")
     sha = weight_vae.push_decoder(other, other_repo).oid
     bad = _config_with(latents_repo, decoder={"repo_id": other_repo, "revision": sha})
-    with pytest.raises(ValueError, match="VAE config"):
+    with pytest.raises(csg_hub.CheckpointError, match="not the decoder the latents"):
         weight_vae.pull_latents(_edited_copy(latents_repo, "config.json", bad))
     with pytest.raises(ValueError, match="not the one these latents were made with"):
         weight_vae.push_latents(artifact, _repo("x"), other_repo)

@@ -14,8 +14,10 @@ Everything is read from safetensors and JSON; nothing is unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
+from ..integrity import add_digest, recorded_digest, verify_safetensors
 from .accounting import compression_report
 from .cards import decoder_card, latents_card
 from .chunks import validate_manifest
@@ -37,7 +40,58 @@ from .model_config import model_kind
 
 LATENTS_FORMAT = "csg-hub-weight-vae-latents"
 DECODER_FORMAT = "csg-hub-weight-vae-decoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-tensor digests in the manifest, decoder pinned by commit sha and weights digest
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def entry_digest(entry: dict[str, Any], latents: torch.Tensor, stats: torch.Tensor | None, chunk_size: int) -> str:
+    """sha256 binding a manifest entry (name, shape, dtype, offset) to the latent rows (and normalisation
+    statistics) its values decode from: renaming, reordering or swapping entries changes it."""
+    first = entry["offset"] // chunk_size
+    stop = max(first, (entry["offset"] + entry["numel"] - 1) // chunk_size + 1)
+    fields = {k: entry[k] for k in ("name", "shape", "dtype", "offset", "numel")}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    digest.update(_tensor_bytes(latents[first:stop]))
+    if stats is not None:
+        digest.update(_tensor_bytes(stats[first:stop] if len(stats) > 1 else stats))
+    return digest.hexdigest()
+
+
+def kept_digest(name: str, tensor: torch.Tensor) -> str:
+    """sha256 of a kept tensor's name, shape, dtype and bytes."""
+    fields = {"name": name, "shape": list(tensor.shape), "dtype": str(tensor.dtype)}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode() + _tensor_bytes(tensor)).hexdigest()
+
+
+def _manifest_with_digests(artifact: CompressedModel) -> dict[str, Any]:
+    chunk = artifact.manifest["chunk_size"]
+    tensors = [
+        {**e, "sha256": entry_digest(e, artifact.latents, artifact.stats, chunk)} for e in artifact.manifest["tensors"]
+    ]
+    kept = {k: kept_digest(k, v) for k, v in sorted(artifact.kept.items())}
+    return {**artifact.manifest, "tensors": tensors, "kept_sha256": kept}
+
+
+def _check_digests(manifest, latents, stats, kept, folder: Path) -> None:
+    chunk = manifest["chunk_size"]
+    for entry in manifest["tensors"]:
+        if entry.get("sha256") != entry_digest(entry, latents, stats, chunk):
+            raise CheckpointError(
+                f"manifest.json of the latents at {folder}: entry {entry['name']!r} does not match the latents it "
+                "points at (a tensor was renamed, moved or swapped, or latents.safetensors belongs to another model)."
+            )
+    recorded = manifest.get("kept_sha256")
+    if not isinstance(recorded, dict) or set(recorded) != set(kept):
+        raise CheckpointError(
+            f"manifest.json of the latents at {folder} lists other kept tensors than kept.safetensors holds."
+        )
+    bad = sorted(k for k, v in kept.items() if recorded[k] != kept_digest(k, v))
+    if bad:
+        raise CheckpointError(f"Kept tensors {bad[:3]} at {folder} do not match their digests in manifest.json.")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -49,6 +103,7 @@ def save_decoder(vae: WeightVAE, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in vae.decoder_tensors().items()}, folder / "decoder.safetensors")
+    add_digest(folder / "decoder.safetensors")
     _write_json(
         folder / "config.json",
         {
@@ -69,13 +124,17 @@ def save_latents(
     report: dict[str, Any] | None = None,
     repo_id: str | None = None,
 ) -> Path:
-    """Write a latents folder. `decoder` is `{"repo_id": ..., "revision": <commit sha>}`, or `{"path": ...}`
-    (relative to `folder`) for a decoder folder on disk. `report` (from `compression_report`) fills the card."""
+    """Write a latents folder. `decoder` pins the decoder: `{"repo_id": ..., "revision": <commit sha>, "sha256":
+    <weights digest>}` (what `push_latents` writes), or `{"path": ...}` (relative to `folder`) for a decoder
+    folder saved there by `save_decoder`. `report` (from `compression_report`) fills the card."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    decoder = _pin(decoder, folder)
     save_file({k: v.contiguous() for k, v in artifact.latent_tensors().items()}, folder / "latents.safetensors")
     save_file({k: v.contiguous() for k, v in artifact.kept.items()}, folder / "kept.safetensors")
-    _write_json(folder / "manifest.json", artifact.manifest)
+    add_digest(folder / "latents.safetensors")
+    add_digest(folder / "kept.safetensors")
+    _write_json(folder / "manifest.json", _manifest_with_digests(artifact))
     _write_json(folder / "model_config.json", artifact.model_config)
     _write_json(
         folder / "config.json",
@@ -91,6 +150,19 @@ def save_latents(
     report = report or compression_report(artifact, print_report=False)
     latents_card(artifact, repo_id or folder.name, decoder, report).save(folder / "README.md")
     return folder
+
+
+def _pin(decoder: dict[str, str], folder: Path) -> dict[str, str]:
+    if "path" in decoder:
+        digest = decoder.get("sha256") or recorded_digest(folder / decoder["path"] / "decoder.safetensors")
+        return {"path": decoder["path"], "sha256": digest}
+    revision = str(decoder.get("revision"))
+    if not _COMMIT_SHA.fullmatch(revision) or not decoder.get("sha256"):
+        raise ValueError(
+            f"A decoder pin needs a full 40-hex commit sha and the weights' sha256, got {decoder}: branch and tag "
+            "names can move. push_latents resolves both."
+        )
+    return {"repo_id": decoder["repo_id"], "revision": revision, "sha256": decoder["sha256"]}
 
 
 def _snapshot(repo_or_dir: str | os.PathLike, revision: str | None, what: str) -> Path:
@@ -123,6 +195,7 @@ def _read_safetensors(folder: Path, name: str, what: str) -> dict[str, torch.Ten
     path = folder / name
     if not path.exists():
         raise CheckpointError(f"The {what} at {folder} has no {name}.")
+    verify_safetensors(path, f"{name} of the {what}")
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
@@ -142,6 +215,10 @@ def _check_format(config: dict[str, Any], expected: str, folder: Path) -> None:
 
 def load_decoder(repo_or_dir: str | os.PathLike, revision: str | None = None) -> WeightVAE:
     """A decoder-only `WeightVAE` from a decoder repo (Hub id, optionally at `revision`) or folder."""
+    return _load_decoder(repo_or_dir, revision)[0]
+
+
+def _load_decoder(repo_or_dir: str | os.PathLike, revision: str | None) -> tuple[WeightVAE, str | None]:
     folder = _snapshot(repo_or_dir, revision, "decoder")
     config = _read_json(folder, "config.json", "decoder")
     _check_format(config, DECODER_FORMAT, folder)
@@ -151,7 +228,7 @@ def load_decoder(repo_or_dir: str | os.PathLike, revision: str | None = None) ->
         vae.decoder.load_state_dict({k.removeprefix("decoder."): v for k, v in tensors.items()})
     except RuntimeError as err:
         raise CheckpointError(f"decoder.safetensors at {folder} does not fit its config.json: {err}") from err
-    return vae.eval()
+    return vae.eval(), recorded_digest(folder / "decoder.safetensors")
 
 
 def load_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) -> CompressedModel:
@@ -185,10 +262,12 @@ def load_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) ->
             f"latents.safetensors at {folder} {'lacks' if stats is None else 'has'} normalisation statistics but the "
             f"VAE config says normalize={vae.config.normalize!r}."
         )
+    kept = _read_safetensors(folder, "kept.safetensors", "latents")
+    _check_digests(manifest, latents, stats, kept, folder)
     return CompressedModel(
         latents=latents,
         stats=stats,
-        kept=_read_safetensors(folder, "kept.safetensors", "latents"),
+        kept=kept,
         manifest=manifest,
         model_config=model_config,
         vae=vae,
@@ -202,11 +281,24 @@ def _decoder_for(decoder: dict[str, str], folder: Path, local: bool) -> WeightVA
                 "This latents repo refers to a decoder folder on someone's disk; re-push it with push_latents, "
                 "which records the decoder's repo id and commit."
             )
-        return load_decoder(folder / decoder["path"])
-    try:
-        return load_decoder(decoder["repo_id"], decoder["revision"])
-    except EntryNotFoundError as err:
-        raise CheckpointError(f"The decoder {decoder} lacks a file: {err}") from err
+        vae, digest = _load_decoder(folder / decoder["path"], None)
+    else:
+        revision = str(decoder.get("revision"))
+        if not _COMMIT_SHA.fullmatch(revision):
+            raise CheckpointError(
+                f"The latents at {folder} pin their decoder {decoder.get('repo_id')} by {revision!r}, which is not a "
+                "commit sha: a branch or tag can move to another decoder. Re-push them with push_latents."
+            )
+        try:
+            vae, digest = _load_decoder(decoder["repo_id"], revision)
+        except EntryNotFoundError as err:
+            raise CheckpointError(f"The decoder {decoder} lacks a file: {err}") from err
+    if digest is None or digest != decoder.get("sha256"):
+        raise CheckpointError(
+            f"The decoder {decoder} has weights with sha256 {digest}, not the pinned {decoder.get('sha256')}: it is "
+            f"not the decoder the latents at {folder} were made with."
+        )
+    return vae
 
 
 def pull_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) -> nn.Module:
@@ -254,7 +346,7 @@ def push_latents(
         raise CheckpointError(
             f"Decoder {decoder_repo_id} at revision {decoder_revision!r} does not exist; push it with push_decoder first."
         ) from err
-    remote = load_decoder(decoder_repo_id, sha)
+    remote, digest = _load_decoder(decoder_repo_id, sha)
     ours = artifact.vae.decoder.state_dict()
     same = remote.config == artifact.vae.config and all(
         torch.equal(v, ours[k]) for k, v in remote.decoder.state_dict().items()
@@ -267,7 +359,8 @@ def push_latents(
         )
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as tmp:
-        save_latents(artifact, tmp, {"repo_id": decoder_repo_id, "revision": sha}, report=report, repo_id=repo_id)
+        pin = {"repo_id": decoder_repo_id, "revision": sha, "sha256": digest}
+        save_latents(artifact, tmp, pin, report=report, repo_id=repo_id)
         return api.upload_folder(
             repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload weight-VAE latents"
         )
