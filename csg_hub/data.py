@@ -174,22 +174,59 @@ def image_transform(data_config: dict, train: bool = False):
     return v2.Compose(steps)
 
 
+class _LabelledImages(torch.utils.data.Dataset):
+    """`(pixel_values, label)` per row, with errors that name the row: an image that cannot be decoded, a
+    label that is not a class index of the model."""
+
+    def __init__(self, dataset, data_config: dict, train: bool, num_classes: int | None) -> None:
+        self.dataset = dataset
+        self.image_col, self.label_col = image_label_columns(dataset)
+        self.transform = image_transform(data_config, train=train)
+        feature = dataset.features[self.label_col]
+        self.num_classes = num_classes if num_classes is not None else getattr(feature, "num_classes", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        try:
+            row = self.dataset[index]
+            pixel_values = self.transform(row[self.image_col])
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for unreadable or truncated data
+            raise ValueError(
+                f"Row {index} of the dataset: its {self.image_col!r} image cannot be decoded ({type(err).__name__}: "
+                f"{err}). Fix or drop that row."
+            ) from err
+        label = row[self.label_col]
+        valid = isinstance(label, (int, np.integer)) and not isinstance(label, bool)
+        if not valid or label < 0 or (self.num_classes is not None and label >= self.num_classes):
+            classes = f"0..{self.num_classes - 1}" if self.num_classes is not None else "a non-negative integer"
+            raise ValueError(
+                f"Row {index} of the dataset: label {label!r} in column {self.label_col!r} is not a class index of "
+                f"the model ({classes})."
+            )
+        return pixel_values, int(label)
+
+
 def classification_loader(
-    dataset, data_config: dict, batch_size: int, train: bool = False, seed: int = 0, num_workers: int = 0
+    dataset,
+    data_config: dict,
+    batch_size: int,
+    train: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    num_classes: int | None = None,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader of `(pixel_values, labels)` batches from an image-classification `datasets.Dataset`."""
-    image_col, label_col = image_label_columns(dataset)
-    transform = image_transform(data_config, train=train)
+    """A DataLoader of `(pixel_values, labels)` batches from an image-classification `datasets.Dataset`.
 
-    def collate(rows):
-        return torch.stack([transform(r[image_col]) for r in rows]), torch.tensor([r[label_col] for r in rows])
-
+    Labels must be class indices below `num_classes` (default: the label column's ClassLabel size); a row
+    with another label, or with an image that cannot be decoded, raises a ValueError naming the row.
+    """
     return torch.utils.data.DataLoader(
-        dataset,
+        _LabelledImages(dataset, data_config, train, num_classes),
         batch_size=batch_size,
         shuffle=train,
         drop_last=train,
-        collate_fn=collate,
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed) if train else None,
     )

@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
     model_classes = getattr(getattr(model, "config", None), "num_labels", None) or getattr(model, "num_classes", None)
     if num_classes is not None and model_classes is not None and num_classes != model_classes:
         raise ValueError(f"The dataset has {num_classes} classes but the model predicts {model_classes}.")
-    loader = classification_loader(dataset, data_config, args.batch_size, num_workers=args.num_workers)
+    if len(dataset) == 0:
+        raise ValueError(f"Split {args.split!r} of {args.dataset} holds no rows: nothing to evaluate.")
+    loader = classification_loader(
+        dataset, data_config, args.batch_size, num_workers=args.num_workers, num_classes=model_classes
+    )
     metrics = evaluate(model, loader)
     report = csg_hub.parameter_report(model)
     result = {

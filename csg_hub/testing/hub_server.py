@@ -104,9 +104,13 @@ GITATTRIBUTES = "".join(f"*{ext} filter=lfs diff=lfs merge=lfs -text\n" for ext 
 )
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n"
 YAML_BLOCK = re.compile(r"^(\s*---[\r\n]+)([\S\s]*?)([\r\n]+---(\r\n|\n|$))")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,95}$")
-SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# \Z, not $: `$` also matches before a trailing newline ("name\n" would pass)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,95}\Z")
+SHA1_RE = re.compile(r"[0-9a-f]{40}\Z")
+SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
+MAX_BODY_BYTES = 8 * 1024**3  # LFS uploads; every other request body is JSON or NDJSON
+MAX_JSON_BYTES = 256 * 1024**2  # JSON and NDJSON commit bodies, read into memory
+IDLE_TIMEOUT = 30.0
 CHUNK = 1 << 20
 
 
@@ -254,10 +258,14 @@ class _Repo:
 
     def resolve(self, revision: str) -> dict[str, Any] | None:
         """A branch, a tag, or a full commit sha -> the commit."""
+        # a full commit sha names that commit, whatever refs say (git and the Hub resolve it first; refs
+        # named like a sha are refused when created)
+        if SHA1_RE.match(revision) and self.commit(revision) is not None:
+            return self.commit(revision)
         revision = revision.removeprefix("refs/heads/").removeprefix("refs/tags/")
         refs = self.refs()
-        oid = refs["branches"].get(revision) or refs["tags"].get(revision) or revision
-        return self.commit(oid)
+        oid = refs["branches"].get(revision) or refs["tags"].get(revision)
+        return None if oid is None else self.commit(oid)
 
     def history(self, commit: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """This commit and its ancestors, newest first."""
@@ -400,10 +408,22 @@ class Request:
         self.path = parts.path
         self.query = parse_qs(parts.query, keep_blank_values=True)
         self.headers = handler.headers
-        self._server_url = handler.server.hub.url  # type: ignore[attr-defined]
+        hub = handler.server.hub  # type: ignore[attr-defined]
+        self._server_url = hub.url
+        self._max_body = hub.max_body_bytes
+        self._max_json = hub.max_json_bytes
         self._rfile = handler.rfile
         self._chunked = "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower()
-        self._remaining = int(handler.headers.get("Content-Length") or 0)
+        self._read = 0
+        length = handler.headers.get("Content-Length")
+        self._remaining = 0
+        self._done = True
+        if length is not None and not self._chunked:
+            if not re.fullmatch(r"\d{1,19}", length.strip()):
+                raise HubError(400, f"Invalid Content-Length {length!r}")
+            self._remaining = int(length)
+            if self._remaining > self._max_body:
+                raise HubError(413, f"Request body of {self._remaining} bytes exceeds the limit of {self._max_body}")
         self._done = not self._chunked and self._remaining == 0
 
     def param(self, name: str, default: str | None = None) -> str | None:
@@ -415,14 +435,16 @@ class Request:
 
     @property
     def base_url(self) -> str:
-        """The server as the client addressed it, so returned URLs work through any host alias."""
-        host = self.headers.get("Host")
-        return f"http://{host}" if host else self._server_url
+        """The server's own configured address; never the client's `Host` header, which anyone can set."""
+        return self._server_url
 
     def iter_body(self) -> Iterator[bytes]:
         while not self._done:
             if self._chunked:
-                size = int(self._rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self._rfile.readline(1024).split(b";")[0].strip() or b"0"
+                if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", line):
+                    raise HubError(400, f"Invalid chunk size {line[:40]!r} in a chunked body")
+                size = int(line, 16)
                 if size == 0:
                     while self._rfile.readline().strip():  # trailers
                         pass
@@ -434,10 +456,22 @@ class Request:
                 chunk = self._rfile.read(min(CHUNK, self._remaining))
                 self._remaining -= len(chunk)
                 self._done = self._remaining <= 0 or not chunk
+                if not chunk and self._remaining > 0:
+                    raise HubError(400, f"Body ended {self._remaining} bytes short of its Content-Length")
+            self._read += len(chunk)
+            if self._read > self._max_body:
+                raise HubError(413, f"Request body exceeds the limit of {self._max_body} bytes")
             yield chunk
 
     def body(self) -> bytes:
-        return b"".join(self.iter_body())
+        """The whole body, read into memory: only for JSON and NDJSON requests, bounded by `max_json_bytes`."""
+        limit = self._max_json
+        data = bytearray()
+        for chunk in self.iter_body():
+            data += chunk
+            if len(data) > limit:
+                raise HubError(413, f"Request body exceeds the limit of {limit} bytes for this endpoint")
+        return bytes(data)
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object (every Hub endpoint takes one); 400 otherwise."""
@@ -463,11 +497,23 @@ class Request:
         for _ in self.iter_body():
             pass
 
+    def integer(self, value: Any, what: str) -> int:
+        """A non-negative integer field of the request; 400 for anything else."""
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+            raise HubError(400, f"Invalid {what} {value!r}: expected a non-negative integer")
+        if int(value) < 0:
+            raise HubError(400, f"Invalid {what} {value!r}: expected a non-negative integer")
+        return int(value)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the clients pool connections
     server_version = "csg-hub-server/0.1"
-    timeout = 120  # idle keep-alive connections do not hold a thread forever
+    timeout = IDLE_TIMEOUT  # per-socket read timeout: idle or stalled connections do not hold a thread
+
+    def setup(self) -> None:
+        self.timeout = self.server.hub.idle_timeout  # type: ignore[attr-defined]
+        super().setup()
 
     def _serve(self) -> None:
         self.server.hub._handle(self)  # type: ignore[attr-defined]
@@ -502,17 +548,35 @@ _REV = r"(?P<rev>[^/]+)"
 class HubServer:
     """A Hub-protocol server on a background thread, storing repositories under ``root``.
 
+    A test double, not a Hub: no authentication, no permissions, no Xet, no pull requests. Any client that
+    reaches it can read, write and delete every repo, so it must not listen beyond localhost.
+
     Args:
         root: directory for blobs and repositories (created if missing; reused across restarts).
         host, port: where to listen; ``port=0`` picks a free port (see ``url`` after ``start``).
         verbose: log every request to stderr.
+        max_body_bytes: largest request body accepted (413 beyond: LFS uploads).
+        max_json_bytes: largest JSON / NDJSON body, which is read into memory (413 beyond).
+        idle_timeout: seconds a connection may stay silent (mid-request or between requests).
     """
 
-    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_json_bytes: int = MAX_JSON_BYTES,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ):
         self.root = Path(root)
         self.host = host
         self.port = port
         self.verbose = verbose
+        self.max_body_bytes = max_body_bytes
+        self.max_json_bytes = max_json_bytes
+        self.idle_timeout = idle_timeout
         self.store = _Store(self.root)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -611,16 +675,30 @@ class HubServer:
     # dispatch
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        request = Request(handler)
+        try:
+            request = Request(handler)
+        except HubError as e:  # unreadable framing: answer and drop the connection, its stream is lost
+            handler.close_connection = True
+            self._write(handler, None, self._error(e))
+            return
         try:
             response = self._dispatch(request)
         except HubError as e:
             response = self._error(e)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # fields of the wrong shape or type
+            response = self._error(HubError(400, f"Malformed request: {type(e).__name__}: {e}"))
         except Exception as e:  # a server bug: answer 500 rather than drop the connection
             logger.exception("hub server error on %s %s", request.method, request.path)
             response = self._error(HubError(500, f"Internal server error: {type(e).__name__}: {e}"))
         try:
             request.drain()
+        except HubError as e:  # the rest of the body is unreadable or too large: answer, then hang up
+            response = self._error(e)
+            handler.close_connection = True
+        except (ConnectionError, TimeoutError):
+            handler.close_connection = True
+            return
+        try:
             self._write(handler, request, response)
         except (ConnectionError, TimeoutError):
             handler.close_connection = True
@@ -654,14 +732,14 @@ class HubServer:
         return Response.json({"error": e.message, **e.extra}, e.status, headers)
 
     @staticmethod
-    def _write(handler: BaseHTTPRequestHandler, request: Request, response: Response) -> None:
+    def _write(handler: BaseHTTPRequestHandler, request: Request | None, response: Response) -> None:
         length = response.length if response.file is not None else len(response.body)
         handler.send_response(response.status)
         for name, value in response.headers.items():
             handler.send_header(name, value)
         handler.send_header("Content-Length", str(length))
         handler.end_headers()
-        if request.method == "HEAD":
+        if handler.command == "HEAD":
             return
         if response.file is None:
             handler.wfile.write(response.body)
@@ -679,6 +757,9 @@ class HubServer:
     # repository lookup shared by handlers
 
     def _repo(self, repo_type: str, repo: str) -> _Repo:
+        parts = repo.split("/")
+        if len(parts) > 2 or not all(NAME_RE.match(part) for part in parts):
+            raise HubError(400, f"Invalid repo id {repo!r}: use namespace/name with letters, digits, '-', '_', '.'")
         return self.store.existing_repo(repo_type, repo)
 
     @staticmethod
@@ -858,7 +939,9 @@ class HubServer:
         target, body = self._repo(repo_type, repo), request.json()
         start = self._commit_at(target, body.get("startingPoint") or DEFAULT_BRANCH)
         if not NAME_RE.match(rev) or SHA1_RE.match(rev):
-            raise HubError(400, f"Invalid branch name {rev!r}")
+            raise HubError(
+                400, f"Invalid branch name {rev!r}" + (" (it looks like a commit sha)" if SHA1_RE.match(rev) else "")
+            )
         with self.store.lock:
             if rev in target.refs()["branches"]:
                 raise HubError(409, f"Reference already exists: refs/heads/{rev}")
@@ -878,8 +961,10 @@ class HubServer:
     def _create_tag(self, request: Request, repo_type: str, repo: str, rev: str) -> Response:
         target, body = self._repo(repo_type, repo), request.json()
         commit, tag = self._commit_at(target, rev), str(body.get("tag") or "")
-        if not NAME_RE.match(tag):
-            raise HubError(400, f"Invalid tag name {tag!r}")
+        if not NAME_RE.match(tag) or SHA1_RE.match(tag):
+            raise HubError(
+                400, f"Invalid tag name {tag!r}" + (" (it looks like a commit sha)" if SHA1_RE.match(tag) else "")
+            )
         with self.store.lock:
             if tag in target.refs()["tags"]:
                 raise HubError(409, f"Tag already exists: {tag}")
@@ -974,7 +1059,7 @@ class HubServer:
         files = self._commit_at(target, rev)["files"]
         answers = []
         for item in request.json().get("files", []):
-            path, size = str(item.get("path")), int(item.get("size") or 0)
+            path, size = str(item.get("path")), request.integer(item.get("size") or 0, "size")
             sample = base64.b64decode(item.get("sample") or "")
             lfs = _is_binary_ish(path, size, sample)
             existing = files.get(path)
@@ -991,7 +1076,7 @@ class HubServer:
             raise HubError(400, f"Unsupported LFS operation {operation!r}")
         objects = []
         for obj in body.get("objects", []):
-            oid, size = str(obj.get("oid")), int(obj.get("size") or 0)
+            oid, size = str(obj.get("oid")), request.integer(obj.get("size") or 0, "size")
             answer: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
             if not SHA256_RE.match(oid):
                 answer["error"] = {"code": 422, "message": f"Invalid LFS oid {oid!r}"}
@@ -1098,7 +1183,7 @@ class HubServer:
         if value.get("algo", "sha256") != "sha256" or not self.store.has_blob(oid):
             raise HubError(400, f"LFS object {oid} for {path} was not uploaded (run the LFS batch + PUT first)")
         size = self.store.blob_path(oid).stat().st_size
-        if value.get("size") is not None and int(value["size"]) != size:
+        if value.get("size") is not None and value["size"] != size:
             raise HubError(400, f"LFS object {oid} for {path} has size {size}, not {value['size']}")
         return self.store.lfs_entry(oid, size)
 
@@ -1158,13 +1243,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m csg_hub.testing.hub_server",
         description="Serve a file-backed Hugging Face Hub-protocol server for offline tests and demos "
-        "(no auth, no Xet, no permissions). Point clients at it with HF_ENDPOINT=<url> HF_HUB_DISABLE_XET=1.",
+        "(no auth, no Xet, no permissions: never expose it beyond localhost). Point clients at it with "
+        "HF_ENDPOINT=<url> HF_HUB_DISABLE_XET=1.",
     )
     parser.add_argument("--root", type=Path, required=True, help="directory holding blobs and repositories")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"WARNING: listening on {args.host}: this server has no authentication; anyone who reaches it can "
+            "read, overwrite and delete every repo. Use it on localhost only.",
+            flush=True,
+        )
     server = HubServer(args.root, host=args.host, port=args.port, verbose=args.verbose).start()
     print(f"Hub-protocol server on {server.url} (root: {args.root})", flush=True)
     print(f"  export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1", flush=True)
