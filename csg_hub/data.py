@@ -125,7 +125,12 @@ def load_image_dataset(name_or_path: str, split: str, revision: str | None = Non
 
     path = Path(name_or_path)
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except (IndexError, KeyError, ValueError, OSError) as err:  # datasets fails deep inside on these
+            raise ValueError(
+                f"Could not read the dataset saved at {path} ({type(err).__name__}: {err}): is it empty or damaged?"
+            ) from err
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
                 raise ValueError(f"Unknown split {split!r} in {name_or_path}; it has {sorted(loaded)}.")
