@@ -9,7 +9,9 @@ the ratio of medians to the dense variant. Measured:
 - inference latency at batch 1 and 64: dense timm model, CSG generating its filters on every forward,
   CSG in eval mode with cached filters, and the CSG model's `to_timm()` export;
 - `from_pretrained` wall time (transformers, local folder) and checkpoint bytes, dense (TimmWrapper
-  folder written by `csg_hub.save_timm`) vs CSG;
+  folder written by `csg_hub.save_timm`) vs CSG; and the cost of csg-hub's strict, verified loading
+  against transformers' plain `PreTrainedModel.from_pretrained` of the same CSG folder, for a local file
+  (digest of the tensor data) and a Hub-cache file (also the whole-file hash the Hub published);
 - weight-VAE encode and decode time per million parameters.
 
 Writes JSON and a markdown table. Timings depend on the machine: compare ratios within one run.
@@ -38,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds per comparison")
     p.add_argument("--steps", type=int, default=3, help="timed calls per variant and round")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--sections", nargs="*", default=["training", "inference", "loading", "vae"],
+                   choices=["training", "inference", "loading", "vae"], help="what to measure")
     p.add_argument("--quick", action="store_true", help="resnet18 only, fp32, 3 rounds of 1 call: a smoke run")
     p.add_argument("--output", default="runs/bench/bench.json", help="JSON path; the table goes next to it (.md)")
     args = p.parse_args(argv)
@@ -167,9 +171,23 @@ def bench_inference(args, architecture: str, batch: int) -> dict:
     return summarize(samples, "dense")
 
 
+def _as_hub_cache(folder: Path, cache: Path) -> Path:
+    """`folder` laid out like a huggingface_hub cache snapshot: files link to blobs named by their hash."""
+    import hashlib
+
+    snapshot = cache / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (cache / "blobs").mkdir()
+    for file in folder.iterdir():
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        (cache / "blobs" / digest).write_bytes(file.read_bytes())
+        (snapshot / file.name).symlink_to(Path("../../blobs") / digest)
+    return snapshot
+
+
 def bench_loading(args, architecture: str) -> dict:
     import torch
-    from transformers import AutoModelForImageClassification
+    from transformers import AutoModelForImageClassification, PreTrainedModel
 
     import csg_hub
 
@@ -178,9 +196,13 @@ def bench_loading(args, architecture: str) -> dict:
         csg_dir, dense_dir = Path(tmp, "csg"), Path(tmp, "dense")
         csg.save_pretrained(csg_dir)
         csg_hub.save_timm(csg, dense_dir)
+        cached_dir = _as_hub_cache(csg_dir, Path(tmp, "cache"))
+        plain = PreTrainedModel.from_pretrained.__func__  # transformers' own loader, no csg-hub checks
         variants = {
             "dense": lambda: AutoModelForImageClassification.from_pretrained(dense_dir),
             "csg": lambda: AutoModelForImageClassification.from_pretrained(csg_dir),
+            "csg_plain_transformers": lambda: plain(csg_hub.CSGForImageClassification, csg_dir),
+            "csg_hub_cache_file": lambda: AutoModelForImageClassification.from_pretrained(cached_dir),
         }
         with torch.no_grad():
             samples = interleaved(variants, args.repeats, 1)
@@ -189,6 +211,9 @@ def bench_loading(args, architecture: str) -> dict:
             "csg": (csg_dir / "model.safetensors").stat().st_size,
         }
     summary = summarize(samples, "dense")
+    plain_ms = summary["csg_plain_transformers"]["median_ms"]
+    for name in ("csg", "csg_hub_cache_file"):
+        summary[name]["vs_plain"] = summary[name]["median_ms"] / plain_ms
     for name, size in sizes.items():
         summary[name]["checkpoint_bytes"] = size
     return summary
@@ -229,22 +254,25 @@ def markdown(results: dict) -> str:
     lines = [header, ""]
     lines += ["| what | model | variant | median ms | spread ms | ratio |", "|---|---|---|---:|---:|---:|"]
     for section in ("training", "inference", "loading"):
-        for key, rows in results[section].items():
+        for key, rows in results.get(section, {}).items():
             for variant, r in rows.items():
+                vs_plain = f" ({r['vs_plain']:.3f}x plain transformers)" if "vs_plain" in r else ""
                 lines.append(
                     f"| {section} {key.split('/', 1)[1]} | {key.split('/')[0]} | {variant} | {r['median_ms']:.1f} "
-                    f"| {r['min_ms']:.1f}-{r['max_ms']:.1f} | {r['ratio']:.3f}x |"
+                    f"| {r['min_ms']:.1f}-{r['max_ms']:.1f} | {r['ratio']:.3f}x{vs_plain} |"
                 )
-    lines += ["", "| checkpoint | dense bytes | CSG bytes | ratio |", "|---|---:|---:|---:|"]
-    for key, rows in results["loading"].items():
-        d, c = rows["dense"]["checkpoint_bytes"], rows["csg"]["checkpoint_bytes"]
-        lines.append(f"| {key.split('/')[0]} | {d:,} | {c:,} | {d / c:.2f}x smaller |")
-    vae = results["vae"]
-    vae_line = (
-        f"Weight VAE (default config): encode {vae['encode']['ms_per_million_params']:.1f} ms, "
-        f"decode {vae['decode']['ms_per_million_params']:.1f} ms per million parameters."
-    )
-    lines += ["", vae_line]
+    if results.get("loading"):
+        lines += ["", "| checkpoint | dense bytes | CSG bytes | ratio |", "|---|---:|---:|---:|"]
+        for key, rows in results["loading"].items():
+            d, c = rows["dense"]["checkpoint_bytes"], rows["csg"]["checkpoint_bytes"]
+            lines.append(f"| {key.split('/')[0]} | {d:,} | {c:,} | {d / c:.2f}x smaller |")
+    if "vae" in results:
+        vae = results["vae"]
+        vae_line = (
+            f"Weight VAE (default config): encode {vae['encode']['ms_per_million_params']:.1f} ms, "
+            f"decode {vae['decode']['ms_per_million_params']:.1f} ms per million parameters."
+        )
+        lines += ["", vae_line]
     return "\n".join(lines) + "\n"
 
 
@@ -262,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
            for b in args.inference_batches]
         + [("loading", f"{a}/from_pretrained", bench_loading, (a,)) for a in args.architectures]
     )  # fmt: skip
+    jobs = [job for job in jobs if job[0] in args.sections]
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "threads": torch.get_num_threads(),
@@ -269,14 +298,13 @@ def main(argv: list[str] | None = None) -> dict:
         "image_size": args.image_size,
         "repeats": args.repeats,
         "steps": args.steps,
-        "training": {},
-        "inference": {},
-        "loading": {},
+        **{section: {} for section in ("training", "inference", "loading") if section in args.sections},
     }
     for section, key, fn, fn_args in tqdm(jobs, desc="bench", unit="comparison"):
         results[section][key] = fn(args, *fn_args)
         tqdm.write(f"{key}: " + ", ".join(f"{k} {v['ratio']:.3f}x" for k, v in results[section][key].items()))
-    results["vae"] = bench_vae(args)
+    if "vae" in args.sections:
+        results["vae"] = bench_vae(args)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")

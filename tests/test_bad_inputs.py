@@ -206,14 +206,14 @@ LOADING_CASES = {
     "weights for another CSG policy": (_another_policy, ERR, "lacks 4 tensor"),
     "weights for another code_dim": (_another_code_dim, ERR, "does not fit this config.*codes"),
     "integer tensor where a float belongs": (_integer_tensor, ERR, "wrong kind of number.*fc.bias"),
-    "flipped bytes in the tensor data": (_flipped_bytes, ERR, "do not match the digest recorded"),
+    "flipped bytes in the tensor data": (_flipped_bytes, ERR, "do not match the CRC-32 recorded"),
     "truncated file": (_truncated, ERR, "truncated or corrupt"),
     "bytes after the data": (_trailing_bytes, ERR, "truncated or corrupt"),
     "not a safetensors file": (_garbage_file, ERR, "truncated or corrupt"),
     "only a pickle checkpoint": (_pickle_only, ERR, "never pickles"),
     "config.json with a string code_dim": (_config_json_wrong_type, FIELD, "code_dim.*expected int"),
     "resume checkpoint of another model": (_resume_another_model, ERR, "does not fit this model.*codes"),
-    "resume checkpoint with flipped bytes": (_resume_flipped, ERR, "resume checkpoint.*do not match the digest"),
+    "resume checkpoint.*do not match the CRC-32"),
 }
 
 
@@ -327,7 +327,7 @@ VAE_CASES = {
     "another decoder with the same VAE config": (_other_decoder_same_config, ERR, "not the decoder the latents"),
     "decoder at another commit on the Hub": (_other_decoder_on_the_hub, ERR, "not the decoder the latents"),
     "kept tensor edited": (_edited_kept_tensor, ERR, "do not match their digests"),
-    "flipped bytes in the latents": (_flipped_latents, ERR, "do not match the digest recorded"),
+    "flipped bytes in the latents": (_flipped_latents, ERR, "do not match the CRC-32 recorded"),
     "saving with a branch as decoder pin": (_save_with_branch_pin, ValueError, "full 40-hex commit sha"),
     "latents written by an older format": (_old_format, ERR, "not a csg-hub-weight-vae-latents v2"),
 }

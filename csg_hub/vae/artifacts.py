@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
-from ..integrity import add_digest, recorded_digest, verify_safetensors
+from ..integrity import add_digest, file_sha256, verify_safetensors
 from .accounting import compression_report
 from .cards import decoder_card, latents_card
 from .chunks import validate_manifest
@@ -154,7 +154,7 @@ def save_latents(
 
 def _pin(decoder: dict[str, str], folder: Path) -> dict[str, str]:
     if "path" in decoder:
-        digest = decoder.get("sha256") or recorded_digest(folder / decoder["path"] / "decoder.safetensors")
+        digest = decoder.get("sha256") or file_sha256(folder / decoder["path"] / "decoder.safetensors")
         return {"path": decoder["path"], "sha256": digest}
     revision = str(decoder.get("revision"))
     if not _COMMIT_SHA.fullmatch(revision) or not decoder.get("sha256"):
@@ -218,7 +218,8 @@ def load_decoder(repo_or_dir: str | os.PathLike, revision: str | None = None) ->
     return _load_decoder(repo_or_dir, revision)[0]
 
 
-def _load_decoder(repo_or_dir: str | os.PathLike, revision: str | None) -> tuple[WeightVAE, str | None]:
+def _load_decoder(repo_or_dir: str | os.PathLike, revision: str | None) -> tuple[WeightVAE, str]:
+    """The decoder and the sha256 of its weights file (what latents pin)."""
     folder = _snapshot(repo_or_dir, revision, "decoder")
     config = _read_json(folder, "config.json", "decoder")
     _check_format(config, DECODER_FORMAT, folder)
@@ -228,7 +229,7 @@ def _load_decoder(repo_or_dir: str | os.PathLike, revision: str | None) -> tuple
         vae.decoder.load_state_dict({k.removeprefix("decoder."): v for k, v in tensors.items()})
     except RuntimeError as err:
         raise CheckpointError(f"decoder.safetensors at {folder} does not fit its config.json: {err}") from err
-    return vae.eval(), recorded_digest(folder / "decoder.safetensors")
+    return vae.eval(), file_sha256(folder / "decoder.safetensors")
 
 
 def load_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) -> CompressedModel:
@@ -293,7 +294,7 @@ def _decoder_for(decoder: dict[str, str], folder: Path, local: bool) -> WeightVA
             vae, digest = _load_decoder(decoder["repo_id"], revision)
         except EntryNotFoundError as err:
             raise CheckpointError(f"The decoder {decoder} lacks a file: {err}") from err
-    if digest is None or digest != decoder.get("sha256"):
+    if digest != decoder.get("sha256"):
         raise CheckpointError(
             f"The decoder {decoder} has weights with sha256 {digest}, not the pinned {decoder.get('sha256')}: it is "
             f"not the decoder the latents at {folder} were made with."
