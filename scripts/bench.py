@@ -40,8 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds per comparison")
     p.add_argument("--steps", type=int, default=3, help="timed calls per variant and round")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    p.add_argument("--sections", nargs="*", default=["training", "inference", "loading", "vae"],
-                   choices=["training", "inference", "loading", "vae"], help="what to measure")
+    p.add_argument(
+        "--sections",
+        nargs="*",
+        default=["training", "inference", "loading", "vae"],
+        choices=["training", "inference", "loading", "vae"],
+        help="what to measure",
+    )
     p.add_argument("--quick", action="store_true", help="resnet18 only, fp32, 3 rounds of 1 call: a smoke run")
     p.add_argument("--output", default="runs/bench/bench.json", help="JSON path; the table goes next to it (.md)")
     args = p.parse_args(argv)

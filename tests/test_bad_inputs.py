@@ -213,7 +213,7 @@ LOADING_CASES = {
     "only a pickle checkpoint": (_pickle_only, ERR, "never pickles"),
     "config.json with a string code_dim": (_config_json_wrong_type, FIELD, "code_dim.*expected int"),
     "resume checkpoint of another model": (_resume_another_model, ERR, "does not fit this model.*codes"),
-    "resume checkpoint.*do not match the CRC-32"),
+    "resume checkpoint with flipped bytes": (_resume_flipped, ERR, "resume checkpoint.*do not match the CRC-32"),
 }
 
 
