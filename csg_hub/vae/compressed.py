@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..training import load_into
 from .chunks import Selection, check_manifest, flatten_parameters, unflatten_parameters
 from .model import WeightVAE, WeightVAEConfig
 from .model_config import build_model, describe_model
@@ -57,7 +58,7 @@ class CompressedModel:
                     f"Kept tensor {name!r} has shape {tuple(tensor.shape)} but the model's is {shape}: "
                     "kept.safetensors was made for another architecture or config."
                 )
-        model.load_state_dict({**self.kept, **decoded})
+        load_into(model, {**self.kept, **decoded}, "The weight-VAE artifact")
         return model.eval()
 
 
