@@ -203,6 +203,14 @@ def _realign(model: nn.Module, alignment: int = 64) -> None:
         tensor.data = tensor.data.clone()
 
 
+class _LossTask:
+    """The two config fields transformers' classification loss reads (and writes)."""
+
+    def __init__(self, problem_type: str | None, num_labels: int) -> None:
+        self.problem_type = problem_type
+        self.num_labels = num_labels
+
+
 class CSGModel(CSGPreTrainedModel):
     """The CSG backbone without its classifier: pooled features and the last feature map."""
 
@@ -242,7 +250,12 @@ class CSGForImageClassification(CSGPreTrainedModel):
     ) -> ImageClassifierOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         logits = self.timm_model(pixel_values.to(self.device, self.dtype))
-        loss = self.loss_function(labels, logits, self.config) if labels is not None else None
+        loss = None
+        if labels is not None:
+            # transformers' loss infers problem_type and writes it into the config on the first call; a
+            # stand-in keeps the config unchanged, so torch.compile does not recompile on the second step
+            task = _LossTask(self.config.problem_type, self.config.num_labels)
+            loss = self.loss_function(labels, logits, task)
         if not return_dict:
             return (loss, logits) if loss is not None else (logits,)
         return ImageClassifierOutput(loss=loss, logits=logits)

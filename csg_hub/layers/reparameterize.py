@@ -30,7 +30,9 @@ class GeneratedConv:
 
     @property
     def weight(self) -> torch.Tensor:
-        if torch.is_grad_enabled() and self._csg_needs_grad():
+        # Under torch.compile / torch.export the filters are part of the graph: the cache below compares
+        # data pointers and mutates the module, which would break the graph and force recompiles.
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and self._csg_needs_grad()):
             return self.generate_weight()
         # Without autograd the filters only change when a parameter is written: key the cache on
         # the tensors' version counters so optimizer steps, load_state_dict and .to() invalidate it.
@@ -49,11 +51,29 @@ class GeneratedConv:
         s, (kh, kw) = generator.slice_size, generator.kernel_size
         slices = generator(self.codes).view(n_out, n_in, s, s, kh, kw)
         c_in = self.in_channels // self.groups
+        if torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling():
+            raise RuntimeError(
+                "The TorchScript ONNX exporter (torch.onnx.export(..., dynamo=False)) cannot trace the CSG filter "
+                "assembly (shapes become tensors under its tracer). Use the default exporter, "
+                "torch.onnx.export(model, args, dynamo=True) (needs the onnxscript package), or export the dense "
+                "equivalent, model.to_timm()."
+            )
+        if torch.compiler.is_compiling():
+            # the compiler fuses these views and the crop into one kernel; AssembleFilters' strided `out=`
+            # copies are what eager mode needs, and a graph break here
+            filters = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * s, n_in * s, kh, kw)
+            return filters[: self.out_channels, :c_in] * self.__dict__["_csg_scale"]
         return AssembleFilters.apply(slices, self.out_channels, c_in, self.__dict__["_csg_scale"])
 
     def train(self, mode: bool = True):
         self.__dict__.pop("_csg_cache", None)
         return super().train(mode)
+
+    def __reduce_ex__(self, protocol):
+        # The class is made at run time (one per conv base class) and cannot be found by name: rebuild it
+        # from its importable base. The filter cache is derived state, keyed on data pointers: not pickled.
+        state = {k: v for k, v in self.__dict__.items() if k != "_csg_cache"}
+        return _unpickle_generated, (self._csg_base,), state
 
     def _csg_tensors(self) -> list[torch.Tensor]:
         return [self.codes, *self.__dict__["_csg_generator"].parameters()]
@@ -115,6 +135,11 @@ def _generated_class(base: type[nn.Module]) -> type[nn.Module]:
     if base not in _GENERATED_CLASSES:
         _GENERATED_CLASSES[base] = type(f"Generated{base.__name__}", (GeneratedConv, base), {"_csg_base": base})
     return _GENERATED_CLASSES[base]
+
+
+def _unpickle_generated(base: type[nn.Module]) -> nn.Module:
+    cls = _generated_class(base)
+    return cls.__new__(cls)
 
 
 def kernel_key(kernel_size: tuple[int, int]) -> str:
