@@ -109,6 +109,27 @@ def _load_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler) -> tu
     return progress["epoch"], progress["history"]
 
 
+def distributed_state():
+    """accelerate's process state for this launch, with a process group whenever the launcher started several
+    processes: `torchrun --nproc_per_node N` or `accelerate launch --multi_gpu --num_processes N`, on GPUs
+    (nccl) or CPUs (gloo; accelerate forms no group on a CPU-only machine unless told `cpu=True`, and the
+    processes would then train independently, racing on one output folder)."""
+    import os
+
+    from accelerate import PartialState
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    state = PartialState(cpu=world > 1 and not has_accelerator)
+    if state.num_processes != world:
+        raise RuntimeError(
+            f"The launcher started {world} processes but they formed a group of {state.num_processes} "
+            f"({state.distributed_type}); they would train independently. Launch with torchrun --nproc_per_node "
+            "N or accelerate launch --multi_gpu --num_processes N."
+        )
+    return state
+
+
 def fit(
     model: nn.Module,
     train_loader: torch.utils.data.DataLoader,
@@ -125,8 +146,10 @@ def fit(
     after every epoch and `resume=True` continues from it.
     """
     from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
 
-    accelerator = Accelerator()
+    state = distributed_state()
+    accelerator = Accelerator(cpu=state.distributed_type.name == "MULTI_CPU")
     optimizer = paper_optimizer(model, args)
     steps_per_epoch = len(train_loader)
     total = args.epochs * steps_per_epoch
@@ -138,8 +161,11 @@ def fit(
             raise ValueError("resume=True needs the output_dir of the run to resume.")
         start_epoch, history = _load_checkpoint(checkpoint, model, optimizer, scheduler)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    # each process now takes len(train_loader) of the steps; the scheduler counts them all (accelerate steps
+    # it once per process), so its schedule is the same at any world size
+    total = args.epochs * len(train_loader)
 
-    step = start_epoch * steps_per_epoch
+    step = start_epoch * len(train_loader)
     bar = tqdm(
         total=total,
         initial=step,
@@ -167,14 +193,20 @@ def fit(
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
             if args.max_steps is not None and step >= args.max_steps:
                 break
+        # every process took part: the epoch's loss is over all of them
+        loss_sum, seen = accelerator.reduce(torch.tensor([loss_sum, seen], dtype=torch.float64), "sum").tolist()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, seen),
             "lr": scheduler.get_last_lr()[0],
             "epoch_seconds": time.perf_counter() - started,
         }
-        if eval_loader is not None and accelerator.is_main_process:
-            metrics = evaluate(accelerator.unwrap_model(model), eval_loader, progress=False)
+        if eval_loader is not None:
+            # evaluated once, on the main process, and shared: every process returns the same history
+            metrics = evaluate(accelerator.unwrap_model(model), eval_loader, progress=False) if (
+                accelerator.is_main_process) else None  # fmt: skip
+            if accelerator.num_processes > 1:
+                metrics = broadcast_object_list([metrics])[0]
             record.update({f"eval_{k}": v for k, v in metrics.items()})
         history.append(record)
         if checkpoint is not None and accelerator.is_main_process:
@@ -188,7 +220,7 @@ def fit(
     return history
 
 
-__all__ = ["TrainingArguments", "classification_loss", "fit", "paper_optimizer"]
+__all__ = ["TrainingArguments", "classification_loss", "distributed_state", "fit", "paper_optimizer"]
 
 
 @torch.no_grad()

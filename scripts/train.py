@@ -1,9 +1,12 @@
 """Train a dense or CSG timm classifier on an image-classification dataset (Hub id or local folder).
 
-Runs anywhere HF accelerate does: `python scripts/train.py ...` on one CPU or GPU, or
-`accelerate launch scripts/train.py ...` on several GPUs or nodes. Writes `metrics.json`, a
-checkpoint after every epoch (`--resume` continues), and the final model to OUTPUT_DIR/model
-(CSG: config.json, model.safetensors and a model card filled from the measured numbers).
+Runs anywhere HF accelerate does: `python scripts/train.py ...` on one CPU or GPU, or data-parallel
+with `torchrun --nproc_per_node N scripts/train.py ...` or `accelerate launch --multi_gpu --num_processes N
+scripts/train.py ...` (GPUs: nccl; CPUs: gloo). Each process takes --batch-size images per step: the
+effective batch is N x --batch-size, and --lr is used as given (scale it yourself, e.g. linearly, when
+you change N). The main process evaluates, writes and pushes; the others wait. Writes `metrics.json`,
+a checkpoint after every epoch (`--resume` continues), and the final model to OUTPUT_DIR/model (CSG:
+config.json, model.safetensors and a model card filled from the measured numbers).
 """
 
 from __future__ import annotations
@@ -65,8 +68,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     import csg_hub
     from csg_hub.data import classification_loader, image_label_columns, load_image_dataset, pixel_statistics
-    from csg_hub.training import TrainingArguments, fit
+    from csg_hub.training import TrainingArguments, distributed_state, fit
 
+    state = distributed_state()
+    print(f"process {state.process_index} of {state.num_processes} ({state.distributed_type.name}, "
+          f"backend {state.backend})", flush=True)  # fmt: skip
     set_seed(args.seed)
     train_set = load_image_dataset(args.dataset, args.train_split, args.revision)
     eval_set = load_image_dataset(args.dataset, args.eval_split, args.revision)
@@ -101,14 +107,16 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         model = timm.create_model(args.model, pretrained=False, in_chans=in_chans, num_classes=len(label_names))
     report = csg_hub.parameter_report(model)
-    print(csg_hub.format_report(report))
+    if state.is_main_process:
+        print(csg_hub.format_report(report))
 
     training = TrainingArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments)})
     data_config = config.data_config
     train_loader = classification_loader(train_set, data_config, training.batch_size, True, args.seed, args.num_workers)
     eval_loader = classification_loader(eval_set, data_config, 256, num_workers=args.num_workers)
     output_dir = Path(args.output_dir or f"runs/{args.model}-{'csg' if args.csg else 'dense'}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", "scripts/train.py", *(argv if argv is not None else sys.argv[1:])])
 
     def log(record: dict) -> None:
@@ -117,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     history = fit(model, train_loader, training, eval_loader, output_dir, resume=args.resume, on_epoch_end=log)
     final = {k.removeprefix("eval_"): v for k, v in history[-1].items() if k.startswith("eval_")}
+    if not state.is_main_process:
+        return {"final": final, "history": history}
 
     model_dir = output_dir / "model"
     dense_baseline = json.loads(Path(args.dense_baseline).read_text())["final"]["top1"] if args.dense_baseline else None
@@ -145,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
         "eval_split": args.eval_split,
         "config": config.to_dict() if args.csg else None,
         "training": dataclasses.asdict(training),
+        "processes": state.num_processes,
+        "effective_batch_size": training.batch_size * state.num_processes,
         "final": final,
         "dense_baseline_top1": dense_baseline,
         "report": {k: v for k, v in report.items() if k != "dense_layer_reasons"},
