@@ -12,6 +12,8 @@ the ratio of medians to the dense variant. Measured:
   folder written by `csg_hub.save_timm`) vs CSG; and the cost of csg-hub's strict, verified loading
   against transformers' plain `PreTrainedModel.from_pretrained` of the same CSG folder, for a local file
   (digest of the tensor data) and a Hub-cache file (also the whole-file hash the Hub published);
+- with `--compile`, the same training steps and inference of `torch.compile`d dense and CSG models
+  (compilation happens in the warm-up calls, outside the timings);
 - weight-VAE encode and decode time per million parameters.
 
 Writes JSON and a markdown table. Timings depend on the machine: compare ratios within one run.
@@ -47,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["training", "inference", "loading", "vae"],
         help="what to measure",
     )
+    p.add_argument("--compile", action="store_true", help="add torch.compile'd dense and CSG variants")
     p.add_argument("--quick", action="store_true", help="resnet18 only, fp32, 3 rounds of 1 call: a smoke run")
     p.add_argument("--output", default="runs/bench/bench.json", help="JSON path; the table goes next to it (.md)")
     args = p.parse_args(argv)
@@ -126,6 +129,9 @@ def bench_training(args, architecture: str, precision: str) -> dict:
         return step
 
     variants = {name: step_fn(m) for name, m in models.items()}
+    if args.compile:
+        variants["dense_compiled"] = step_fn(torch.compile(models["dense"]))
+        variants["csg_compiled"] = step_fn(torch.compile(models["csg"], fullgraph=True))
     # The part of a CSG step no implementation can avoid: the generator's GEMMs, forward and the two
     # of backward (codes and generator gradients). "dense + generator GEMMs" bounds the CSG step from below.
     dense_step, generator_gemms = variants["dense"], generator_work(models["csg"], precision)
@@ -171,6 +177,12 @@ def bench_inference(args, architecture: str, batch: int) -> dict:
 
     variants = {"dense": lambda: dense(x), "csg_generate": regenerate, "csg_cached": lambda: csg(x),
                 "csg_to_timm": lambda: exported(x)}  # fmt: skip
+    if args.compile:
+        dense_compiled = torch.compile(dense)
+        # compiled, the filters are part of the graph (no cache): `to_timm()` is the compiled-inference path
+        csg_compiled, timm_compiled = torch.compile(csg, fullgraph=True), torch.compile(exported)
+        variants.update(dense_compiled=lambda: dense_compiled(x), csg_compiled=lambda: csg_compiled(x),
+                        csg_to_timm_compiled=lambda: timm_compiled(x))  # fmt: skip
     with torch.inference_mode():
         samples = interleaved(variants, args.repeats, max(args.steps, 10 if batch == 1 else 3))
     return summarize(samples, "dense")

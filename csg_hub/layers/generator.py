@@ -51,6 +51,17 @@ class SliceGenerator(nn.Module):
             nn.init.zeros_(self.hidden.bias)
         nn.init.normal_(self.proj.weight, std=self.proj.in_features**-0.5)
 
+    def state_key(self) -> tuple:
+        """Identity and version of every parameter: changes whenever one is replaced or written in place.
+        Read straight from the parameter dicts: it runs for every generated conv on every cached forward."""
+        key: tuple = ()
+        for module in (self._modules["proj"], self._modules.get("hidden")):
+            if module is not None:
+                for tensor in module._parameters.values():
+                    if tensor is not None:
+                        key += (tensor.data_ptr(), tensor._version, tensor.dtype)
+        return key
+
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes`` of shape ``(N, code_dim)`` -> slices of shape ``(N, S, S, kh, kw)``."""
         x = codes

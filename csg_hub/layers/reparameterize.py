@@ -82,7 +82,8 @@ class GeneratedConv:
         return any(t.requires_grad for t in self._csg_tensors())
 
     def _csg_cache_key(self) -> tuple:
-        return tuple((t.data_ptr(), t._version, t.dtype) for t in self._csg_tensors())
+        codes = self._parameters["codes"]
+        return (codes.data_ptr(), codes._version, codes.dtype, *self.__dict__["_csg_generator"].state_key())
 
 
 def _block_spans(channels: int, slice_size: int) -> list[tuple[int, int, int]]:
