@@ -144,11 +144,17 @@ def load_image_dataset(name_or_path: str, split: str, revision: str | None = Non
         raise
 
 
-def image_label_columns(dataset) -> tuple[str, str]:
-    """The image column (`image`/`img`/... of type Image) and the label column (a ClassLabel) of `dataset`."""
+def image_label_columns(dataset, image_column: str | None = None, label_column: str | None = None) -> tuple[str, str]:
+    """The image column (`image`/`img`/... of type Image) and the label column (a ClassLabel) of `dataset`,
+    or the ones named (checked to exist)."""
     import datasets
 
     features = dataset.features
+    for name, what in ((image_column, "image"), (label_column, "label")):
+        if name is not None and name not in features:
+            raise ValueError(f"The dataset has no {what} column {name!r}; its columns are {list(features)}.")
+    if image_column is not None and label_column is not None:
+        return image_column, label_column
     images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
     images += [c for c in IMAGE_COLUMNS if c in features and c not in images]
     labels = [c for c, f in features.items() if isinstance(f, datasets.ClassLabel)]
@@ -156,8 +162,46 @@ def image_label_columns(dataset) -> tuple[str, str]:
     if not images:
         raise ValueError(f"No image column in the dataset (columns: {list(features)}); expected an Image feature.")
     if not labels:
-        raise ValueError(f"No label column in the dataset (columns: {list(features)}); expected a ClassLabel.")
-    return images[0], labels[0]
+        raise ValueError(
+            f"No label column in the dataset (columns: {list(features)}); expected a ClassLabel, or name it."
+        )
+    return image_column or images[0], label_column or labels[0]
+
+
+def _normalized(name: str) -> str:
+    return "".join(str(name).split()).lower()
+
+
+def label_mapping(dataset_names: list[str] | None, model_names: list[str] | None) -> list[int] | None:
+    """Dataset class index -> model class index, matching classes by name (case and spaces ignored).
+
+    None when the orders already agree or either side has no names; a ValueError listing both sides when
+    the names differ (another label set, which no reordering can fix).
+    """
+    if not dataset_names or not model_names:
+        return None
+    data, model = [_normalized(n) for n in dataset_names], [_normalized(n) for n in model_names]
+    if data == model:
+        return None
+    if sorted(data) != sorted(model) or len(set(model)) != len(model):
+        raise ValueError(
+            f"The dataset's classes {list(dataset_names)} are not the model's {list(model_names)}: "
+            "evaluate on a dataset with the model's label set."
+        )
+    return [model.index(name) for name in data]
+
+
+def to_mode(image, mode: str):
+    """A PIL image in mode "L" or "RGB". 16-bit greyscale is scaled to 8 bits (PIL's own conversion clips
+    it at 255); palette and other modes go through PIL's conversion."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N") or (image.mode == "I" and image.getextrema()[1] > 255):
+        values = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.round(values / 257.0).clip(0, 255).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image if image.mode == mode else image.convert(mode)
 
 
 def image_transform(data_config: dict, train: bool = False):
@@ -172,7 +216,7 @@ def image_transform(data_config: dict, train: bool = False):
     if channels not in (1, 3):
         raise ValueError(f"Only 1- or 3-channel models can take PIL images, this one wants {channels}.")
     mode = "L" if channels == 1 else "RGB"
-    steps = [v2.Lambda(lambda img: img.convert(mode)), v2.PILToTensor(), v2.Resize((height, width), antialias=True)]
+    steps = [v2.Lambda(lambda img: to_mode(img, mode)), v2.PILToTensor(), v2.Resize((height, width), antialias=True)]
     if train:
         steps += [v2.RandomCrop((height, width), padding=max(1, height // 8)), v2.RandomHorizontalFlip()]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data_config["mean"]), list(data_config["std"]))]
@@ -183,12 +227,13 @@ class _LabelledImages(torch.utils.data.Dataset):
     """`(pixel_values, label)` per row, with errors that name the row: an image that cannot be decoded, a
     label that is not a class index of the model."""
 
-    def __init__(self, dataset, data_config: dict, train: bool, num_classes: int | None) -> None:
+    def __init__(self, dataset, data_config, train, num_classes, columns, label_map) -> None:
         self.dataset = dataset
-        self.image_col, self.label_col = image_label_columns(dataset)
+        self.image_col, self.label_col = image_label_columns(dataset, *columns)
         self.transform = image_transform(data_config, train=train)
         feature = dataset.features[self.label_col]
         self.num_classes = num_classes if num_classes is not None else getattr(feature, "num_classes", None)
+        self.label_map = label_map
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -210,7 +255,7 @@ class _LabelledImages(torch.utils.data.Dataset):
                 f"Row {index} of the dataset: label {label!r} in column {self.label_col!r} is not a class index of "
                 f"the model ({classes})."
             )
-        return pixel_values, int(label)
+        return pixel_values, int(label) if self.label_map is None else self.label_map[label]
 
 
 def classification_loader(
@@ -221,14 +266,18 @@ def classification_loader(
     seed: int = 0,
     num_workers: int = 0,
     num_classes: int | None = None,
+    columns: tuple[str | None, str | None] = (None, None),
+    label_map: list[int] | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of `(pixel_values, labels)` batches from an image-classification `datasets.Dataset`.
 
     Labels must be class indices below `num_classes` (default: the label column's ClassLabel size); a row
     with another label, or with an image that cannot be decoded, raises a ValueError naming the row.
+    `columns` names the `(image, label)` columns (default: detected); `label_map` turns dataset class
+    indices into the model's (`label_mapping`).
     """
     return torch.utils.data.DataLoader(
-        _LabelledImages(dataset, data_config, train, num_classes),
+        _LabelledImages(dataset, data_config, train, num_classes, columns, label_map),
         batch_size=batch_size,
         shuffle=train,
         drop_last=train,
@@ -245,7 +294,7 @@ def pixel_statistics(dataset, in_chans: int, max_images: int = 2000) -> tuple[tu
     pixels = (
         torch.cat(
             [
-                torch.from_numpy(np.asarray(img.convert(mode), dtype=np.float32)).reshape(-1, in_chans)
+                torch.from_numpy(np.asarray(to_mode(img, mode), dtype=np.float32)).reshape(-1, in_chans)
                 for img in sample[image_col]
             ]
         )

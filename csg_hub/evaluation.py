@@ -75,6 +75,41 @@ def load_classifier(model_id: str, revision: str | None = None) -> tuple[nn.Modu
     )
 
 
+def model_label_names(model: nn.Module, model_id: str, revision: str | None = None) -> list[str] | None:
+    """The class names a classifier predicts, in index order, or None when it has only placeholders."""
+    import re
+
+    from .hub.timm_interop import read_config_json
+
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "id2label", None):
+        names = [config.id2label[i] for i in range(config.num_labels)]
+    else:
+        labels = read_config_json(model_id, revision).get("label_names")
+        names = [labels[str(i)] for i in range(len(labels))] if isinstance(labels, dict) else labels
+    if not names or all(re.fullmatch(r"LABEL_\d+", str(n)) for n in names):
+        return None
+    return [str(n) for n in names]
+
+
+def _card(model_id: str):
+    from pathlib import Path
+
+    from huggingface_hub import ModelCard
+
+    readme = Path(model_id) / "README.md"
+    if Path(model_id).is_dir():
+        return ModelCard(readme.read_text()) if readme.exists() else None
+    return ModelCard.load(model_id)
+
+
+def card_result_splits(model_id: str) -> set[str]:
+    """The dataset splits of the accuracy results a model card already records."""
+    card = _card(model_id)
+    results = (card.data.eval_results or []) if card is not None and card.data is not None else []
+    return {r.dataset_split for r in results if r.metric_type == "accuracy" and r.dataset_split}
+
+
 def update_card_accuracy(
     model_id: str, top1: float, dataset_id: str, split: str = "test", revision: str | None = None
 ) -> None:

@@ -1,8 +1,11 @@
 """Evaluate a zoo (CSG) or plain timm model on an image-classification dataset from the Hub or disk.
 
-Detects the image and label columns, applies the model's own preprocessing (channels, size,
-normalization) and writes top-1/top-5, loss, throughput and the parameter report as JSON.
-`--update-card` writes the top-1 into the model card's `model-index` (and pushes it for Hub repos).
+Detects the image and label columns (or takes --image-column / --label-column), matches the dataset's
+classes to the model's by name (a reordered label set, e.g. an alphabetical `imagefolder`, is remapped;
+another label set is an error listing both), applies the model's own preprocessing (channels, size,
+normalization; 16-bit and palette images included) and writes top-1/top-5, loss, throughput and the
+parameter report as JSON. `--update-card` writes the top-1 into the model card's `model-index` (and
+pushes it for Hub repos); it refuses a partial evaluation (--limit) and a split other than the card's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="Hub repo id or local folder")
     p.add_argument("--dataset", required=True, help="Hub dataset id or local folder")
     p.add_argument("--split", default="test")
+    p.add_argument("--image-column", default=None, help="default: the dataset's Image column")
+    p.add_argument("--label-column", default=None, help="default: the dataset's ClassLabel column")
     p.add_argument("--revision", default=None, help="model revision (branch or commit sha)")
     p.add_argument("--dataset-revision", default=None)
     p.add_argument("--batch-size", type=int, default=256)
@@ -31,25 +36,40 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
 
     import csg_hub
-    from csg_hub.data import classification_loader, image_label_columns, load_image_dataset
-    from csg_hub.evaluation import evaluate, load_classifier, update_card_accuracy
+    from csg_hub.data import classification_loader, image_label_columns, label_mapping, load_image_dataset
+    from csg_hub.evaluation import (
+        card_result_splits,
+        evaluate,
+        load_classifier,
+        model_label_names,
+        update_card_accuracy,
+    )
 
+    if args.update_card:
+        if args.limit:
+            raise SystemExit("--update-card records the accuracy of a whole split: drop --limit.")
+        recorded = card_result_splits(args.model)
+        if recorded and args.split not in recorded:
+            raise SystemExit(
+                f"--update-card: the card records results on split(s) {sorted(recorded)}, not {args.split!r}."
+            )
     model, data_config = load_classifier(args.model, args.revision)
     dataset = load_image_dataset(args.dataset, args.split, args.dataset_revision)
     if args.limit:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
-    _, label_col = image_label_columns(dataset)
-    num_classes = (
-        dataset.features[label_col].num_classes if hasattr(dataset.features[label_col], "num_classes") else None
-    )
+    columns = image_label_columns(dataset, args.image_column, args.label_column)
+    feature = dataset.features[columns[1]]
+    num_classes = getattr(feature, "num_classes", None)
     model_classes = getattr(getattr(model, "config", None), "num_labels", None) or getattr(model, "num_classes", None)
-    if num_classes is not None and model_classes is not None and num_classes != model_classes:
+    label_map = label_mapping(getattr(feature, "names", None), model_label_names(model, args.model, args.revision))
+    if label_map is not None:
+        print(f"The dataset orders its classes differently from the model: remapped {label_map}.")
+    elif num_classes is not None and model_classes is not None and num_classes != model_classes:
         raise ValueError(f"The dataset has {num_classes} classes but the model predicts {model_classes}.")
     if len(dataset) == 0:
         raise ValueError(f"Split {args.split!r} of {args.dataset} holds no rows: nothing to evaluate.")
-    loader = classification_loader(
-        dataset, data_config, args.batch_size, num_workers=args.num_workers, num_classes=model_classes
-    )
+    loader = classification_loader(dataset, data_config, args.batch_size, num_workers=args.num_workers,
+                                   num_classes=model_classes, columns=columns, label_map=label_map)  # fmt: skip
     metrics = evaluate(model, loader)
     report = csg_hub.parameter_report(model)
     result = {
@@ -57,6 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         "revision": args.revision,
         "dataset": args.dataset,
         "split": args.split,
+        "label_remap": label_map,
         **metrics,
         "dense_params": report["dense_params"],
         "stored_params": report["stored_params"],

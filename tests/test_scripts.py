@@ -167,7 +167,7 @@ def test_class_count_mismatch(tmp_path):
     ds = datasets.Dataset.from_dict({"image": [np.zeros((28, 28), np.uint8)] * 2, "label": [0, 1]}, features=features)
     datasets.DatasetDict({"test": ds}).save_to_disk(tmp_path / "two")
     _, model_dir = _csg_model_dir(tmp_path)
-    with pytest.raises(ValueError, match="2 classes but the model predicts 10"):
+    with pytest.raises(ValueError, match=r"classes \['a', 'b'\] are not the model's"):
         _script("eval").main(["--model", str(model_dir), "--dataset", str(tmp_path / "two")])
 
 
