@@ -365,13 +365,8 @@ def _more_classes_than_the_model(material, tmp):
 
 
 def _eval_script(material, tmp, dataset) -> dict:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("eval_script", Path(__file__).parent.parent / "scripts/eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     dataset.save_to_disk(str(tmp / "data"))
-    return module.main(["--model", str(material["root"] / "model"), "--dataset", str(tmp / "data"), "--split", "x"])
+    return _eval_args(material, "--dataset", str(tmp / "data"), "--split", "x")
 
 
 def _eval_empty_split(material, tmp):
@@ -383,7 +378,34 @@ def _eval_other_class_count(material, tmp):
     return _eval_script(material, tmp, ds)
 
 
+def _eval_args(material, *extra: str) -> dict:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_script", Path(__file__).parent.parent / "scripts/eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(["--model", str(material["root"] / "model"), *extra])
+
+
+def _eval_partial_card_update(material, tmp):
+    return _eval_args(material, "--dataset", "x", "--update-card", "--limit", "64")
+
+
+def _eval_unknown_column(material, tmp):
+    _dataset([0, 1], class_label=True).save_to_disk(str(tmp / "data"))
+    return _eval_args(material, "--dataset", str(tmp / "data"), "--label-column", "target")
+
+
+def _other_label_names(material, tmp):
+    from csg_hub.data import label_mapping
+
+    return label_mapping(["cat", "dog"], ["ant", "bee"])
+
+
 DATA_CASES = {
+    "eval --update-card on a partial split": (_eval_partial_card_update, SystemExit, "drop --limit"),
+    "eval with a label column that does not exist": (_eval_unknown_column, ValueError, "no label column 'target'"),
+    "dataset classes named unlike the model's": (_other_label_names, ValueError, "are not the model's"),
     "label outside the model's classes": (_label_outside, ValueError, "Row 3 of the dataset: label 12"),
     "negative label": (_negative_label, ValueError, "Row 1 of the dataset: label -1"),
     "undecodable image": (_undecodable_image, ValueError, "Row 1 of the dataset: its 'image' image cannot be decoded"),
