@@ -74,8 +74,8 @@ class CSGPreTrainedModel(PreTrainedModel):
         return push_model(self, repo_id, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
-        """As `PreTrainedModel.save_pretrained`, with the sha256 of the tensor data recorded in each
-        safetensors file's metadata (checked by `from_pretrained`)."""
+        """As `PreTrainedModel.save_pretrained`, with a CRC-32 of the tensor data recorded in each safetensors
+        file's metadata (checked by `from_pretrained`) and the data laid out for aligned loading."""
         push_to = kwargs.pop("repo_id", None) if kwargs.pop("push_to_hub", False) else None
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
@@ -184,7 +184,7 @@ def _check_kinds(model: nn.Module, header: dict, source: str) -> None:
 
 def _is_dropped_head(model: nn.Module, key: str) -> bool:
     # CSGModel is the backbone of a classifier checkpoint: its head's tensors are expected, and unused
-    if model.config.num_labels and isinstance(model, CSGForImageClassification):
+    if isinstance(model, CSGForImageClassification):
         return False
     heads = model.timm_model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else heads

@@ -194,7 +194,8 @@ def fit(
             if args.max_steps is not None and step >= args.max_steps:
                 break
         # every process took part: the epoch's loss is over all of them
-        loss_sum, seen = accelerator.reduce(torch.tensor([loss_sum, seen], dtype=torch.float64), "sum").tolist()
+        totals = torch.tensor([loss_sum, seen], dtype=torch.float64, device=accelerator.device)  # nccl: on the GPU
+        loss_sum, seen = accelerator.reduce(totals, "sum").tolist()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(1, seen),
@@ -220,7 +221,15 @@ def fit(
     return history
 
 
-__all__ = ["TrainingArguments", "classification_loss", "distributed_state", "fit", "paper_optimizer"]
+__all__ = [
+    "TrainingArguments",
+    "classification_loss",
+    "distributed_state",
+    "fit",
+    "load_into",
+    "paper_optimizer",
+    "recalibrate_batchnorm",
+]
 
 
 @torch.no_grad()

@@ -683,6 +683,13 @@ class HubServer:
             return
         try:
             response = self._dispatch(request)
+        except TimeoutError:  # the client stopped sending mid-body: answer, then hang up
+            handler.close_connection = True
+            try:
+                self._write(handler, request, self._error(HubError(408, "Timed out waiting for the request body")))
+            except OSError:
+                pass
+            return
         except HubError as e:
             response = self._error(e)
         except (ValueError, TypeError, KeyError, AttributeError) as e:  # fields of the wrong shape or type
