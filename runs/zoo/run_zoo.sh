@@ -25,6 +25,10 @@ declare -A RUNS=(
   [resnet18-csg-20ep]="--model resnet18 --csg $R18_LONG --dense-baseline runs/zoo/resnet18-dense-20ep/metrics.json"
   [resnet18-dense-28px-10ep]="--model resnet18 $R18_28"
   [resnet18-csg-28px-10ep]="--model resnet18 --csg $R18_28 --dense-baseline runs/zoo/resnet18-dense-28px-10ep/metrics.json"
+  # the frontier's extra resnet18 settings (issue 16): same 28x28 recipe, other slice/code sizes
+  [resnet18-csg-28px-s16c64]="--model resnet18 --csg --slice-size 16 --code-dim 64 $R18_28 --dense-baseline runs/zoo/resnet18-dense-28px-10ep/metrics.json"
+  [resnet18-csg-28px-c32]="--model resnet18 --csg --code-dim 32 $R18_28 --dense-baseline runs/zoo/resnet18-dense-28px-10ep/metrics.json"
+  [resnet18-csg-28px-allconvs-p48]="--model resnet18 --csg --generate-pointwise --pointwise-slice-size 48 $R18_28 --dense-baseline runs/zoo/resnet18-dense-28px-10ep/metrics.json"
   [resnet50-dense]="--model resnet50 $BIG"
   [resnet50-csg-allconvs]="--model resnet50 --csg --generate-pointwise $BIG --dense-baseline runs/zoo/resnet50-dense/metrics.json"
   [densenet121-dense]="--model densenet121 $BIG"
