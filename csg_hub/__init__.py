@@ -1,12 +1,14 @@
 """csg-hub: parameter-efficient timm CNNs whose filters come from a Convolutional Slice Generator."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 from .configuration import CSGConfig
 from .errors import CheckpointError
 from .hub import accuracy_result, config_from_timm, model_card, push_model, push_timm, save_timm
+from .image_processing import CSGImageProcessor
 from .layers import SliceGenerator, format_report, generated_convs, materialize, parameter_report, reparameterize
 from .modeling import CSGForImageClassification, CSGModel, CSGPreTrainedModel
+from .trainer import CSGTrainer
 from .training import recalibrate_batchnorm
 from .vae import (
     CompressedModel,
@@ -29,12 +31,18 @@ __version__ = "0.1.0"
 AutoConfig.register(CSGConfig.model_type, CSGConfig, exist_ok=True)
 AutoModel.register(CSGConfig, CSGModel, exist_ok=True)
 AutoModelForImageClassification.register(CSGConfig, CSGForImageClassification, exist_ok=True)
+# one class for both backends: its transform is torchvision's, whichever backend a caller asks for
+AutoImageProcessor.register(
+    CSGConfig, image_processor_classes={"torchvision": CSGImageProcessor, "pil": CSGImageProcessor}, exist_ok=True
+)
 
 __all__ = [
     "CSGConfig",
     "CSGForImageClassification",
+    "CSGImageProcessor",
     "CSGModel",
     "CSGPreTrainedModel",
+    "CSGTrainer",
     "CheckpointError",
     "CompressedModel",
     "SliceGenerator",

@@ -9,6 +9,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import get_act_layer
 from transformers import PreTrainedConfig
 
+STORAGE_DTYPES = ("float32", "float16", "bfloat16", "int8")
+STORAGE_SCOPES = ("csg", "all")
+
 
 # No `from __future__ import annotations` here: @strict checks each field against its annotation, which
 # needs real types, not strings (a string for `include` would otherwise be matched letter by letter).
@@ -49,6 +52,14 @@ class CSGConfig(PreTrainedConfig):
     fan_in_scaling (`bool`, defaults to `True`):
         Multiply each generated filter by `sqrt(2 / fan_in)` so one shared generator yields
         He-initialised filters for layers of any width.
+    storage_dtype (`str`, defaults to `"float32"`):
+        How `save_pretrained` stores the codes and generators: `"float32"`, `"float16"`, `"bfloat16"` or
+        `"int8"` (symmetric, one float32 scale per row). Loading dequantizes to float32; compute is float32.
+    base_model (`str`, *optional*):
+        Hub id or folder of the dense model this one was converted from (`from_dense`); cards name it.
+    storage_scope (`str`, defaults to `"csg"`):
+        `"csg"`: only codes and generators take `storage_dtype`; `"all"`: every weight matrix (convs, classifier)
+        too. Biases, norms and their statistics always stay float32.
     """
 
     model_type = "csg"
@@ -70,6 +81,15 @@ class CSGConfig(PreTrainedConfig):
     include: list[str] | None = None
     exclude: list[str] | None = None
     fan_in_scaling: bool = True
+    storage_dtype: str = "float32"
+    storage_scope: str = "csg"
+    base_model: str | None = None
+
+    def __post_init__(self, **kwargs) -> None:
+        super().__post_init__(**kwargs)
+        # transformers fills label2id only when it invents the labels; pipelines and Trainer read both maps
+        if self.id2label is not None and not self.label2id:
+            self.label2id = {name: int(index) for index, name in self.id2label.items()}
 
     def validate_architecture(self) -> None:
         super().validate_architecture()
@@ -94,6 +114,10 @@ class CSGConfig(PreTrainedConfig):
             values = getattr(self, name)
             if values is not None and len(values) != self.in_chans:
                 raise ValueError(f"CSGConfig.{name} has {len(values)} values but in_chans is {self.in_chans}.")
+        if self.storage_dtype not in STORAGE_DTYPES:
+            raise ValueError(f"CSGConfig.storage_dtype must be one of {STORAGE_DTYPES}, got {self.storage_dtype!r}.")
+        if self.storage_scope not in STORAGE_SCOPES:
+            raise ValueError(f"CSGConfig.storage_scope must be one of {STORAGE_SCOPES}, got {self.storage_scope!r}.")
         if self.image_std is not None and any(s <= 0 for s in self.image_std):
             raise ValueError(f"CSGConfig.image_std must be positive, got {self.image_std}.")
 

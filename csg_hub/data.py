@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .image_processing import image_transform, to_mode
+
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = [
     "T - shirt / top",
@@ -189,38 +191,6 @@ def label_mapping(dataset_names: list[str] | None, model_names: list[str] | None
             "evaluate on a dataset with the model's label set."
         )
     return [model.index(name) for name in data]
-
-
-def to_mode(image, mode: str):
-    """A PIL image in mode "L" or "RGB". 16-bit greyscale is scaled to 8 bits (PIL's own conversion clips
-    it at 255); palette and other modes go through PIL's conversion."""
-    from PIL import Image
-
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N") or (image.mode == "I" and image.getextrema()[1] > 255):
-        values = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.round(values / 257.0).clip(0, 255).astype(np.uint8))
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return image if image.mode == mode else image.convert(mode)
-
-
-def image_transform(data_config: dict, train: bool = False):
-    """PIL image -> normalised tensor for a model's timm-style data config (`input_size`, `mean`, `std`).
-
-    Images are converted to the model's channel count (grey <-> RGB) and resized to its input size.
-    Training adds the paper's augmentation: random crop with padding and horizontal flip.
-    """
-    from torchvision.transforms import v2
-
-    channels, height, width = data_config["input_size"]
-    if channels not in (1, 3):
-        raise ValueError(f"Only 1- or 3-channel models can take PIL images, this one wants {channels}.")
-    mode = "L" if channels == 1 else "RGB"
-    steps = [v2.Lambda(lambda img: to_mode(img, mode)), v2.PILToTensor(), v2.Resize((height, width), antialias=True)]
-    if train:
-        steps += [v2.RandomCrop((height, width), padding=max(1, height // 8)), v2.RandomHorizontalFlip()]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data_config["mean"]), list(data_config["std"]))]
-    return v2.Compose(steps)
 
 
 class _LabelledImages(torch.utils.data.Dataset):

@@ -18,11 +18,15 @@ def _logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], progress: bool = True
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    progress: bool = True,
+    predictions: list[int] | None = None,
 ) -> dict[str, float]:
     """`top1`, `top5` (in %), mean cross-entropy `loss`, `num_samples` and `images_per_second`.
 
-    Works on transformers classifiers (`.logits`) and plain timm models alike.
+    Works on transformers classifiers (`.logits`) and plain timm models alike. A `predictions` list is
+    extended with each sample's top-1 class index.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -34,6 +38,8 @@ def evaluate(
         logits = _logits(model, pixel_values.to(device)).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+        if predictions is not None:
+            predictions.extend(top[:, 0].tolist())
         correct1 += (top[:, 0] == labels).sum().item()
         correct5 += (top == labels[:, None]).any(dim=-1).sum().item()
         seen += labels.numel()
@@ -47,6 +53,20 @@ def evaluate(
         "num_samples": seen,
         "images_per_second": seen / elapsed,
     }
+
+
+def pipeline_predictions(
+    model_id: str, images: Iterable, batch_size: int = 256, revision: str | None = None, progress: bool = True
+) -> list[int]:
+    """Top-1 class indices that transformers' `pipeline("image-classification")` gives for `images`, loading
+    the model and its image processor from `model_id` exactly as a Hub user (or the Hub widget) would."""
+    from transformers import pipeline
+
+    classifier = pipeline("image-classification", model=model_id, revision=revision)
+    label2id = {name: int(i) for i, name in classifier.model.config.id2label.items()}
+    # a generator makes the pipeline stream (and batch) its inputs; tqdm around it shows the progress
+    stream = (image for image in tqdm(images, desc="pipeline", unit="img", disable=not progress))
+    return [label2id[out[0]["label"]] for out in classifier(stream, batch_size=batch_size, top_k=1)]
 
 
 def load_classifier(model_id: str, revision: str | None = None) -> tuple[nn.Module, dict]:

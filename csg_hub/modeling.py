@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import safetensors.torch
 import timm
 import torch
 from safetensors import SafetensorError
@@ -17,9 +18,11 @@ from transformers.utils import cached_file
 from .configuration import CSGConfig
 from .errors import CheckpointError
 from .hub.push import push_model
+from .image_processing import CSGImageProcessor
 from .integrity import add_digest, verify_safetensors
 from .layers.generator import SliceGenerator
-from .layers.reparameterize import GeneratedConv, materialize, reparameterize
+from .layers.reparameterize import GeneratedConv, generated_convs, materialize, reparameterize
+from .storage import decode, encode, stored_keys
 
 
 class CSGPreTrainedModel(PreTrainedModel):
@@ -75,15 +78,64 @@ class CSGPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """As `PreTrainedModel.save_pretrained`, with a CRC-32 of the tensor data recorded in each safetensors
-        file's metadata (checked by `from_pretrained`) and the data laid out for aligned loading."""
+        file's metadata (checked by `from_pretrained`), the data laid out for aligned loading, and the
+        model's image processor (`preprocessor_config.json`, for `pipeline` and `AutoImageProcessor`)."""
         push_to = kwargs.pop("repo_id", None) if kwargs.pop("push_to_hub", False) else None
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             for path in Path(save_directory).glob("model*.safetensors"):
+                if self.config.storage_dtype != "float32":
+                    keys = stored_keys(self, self.config.storage_scope)
+                    tensors = safetensors.torch.load_file(path)
+                    encoded = encode(tensors, [k for k in keys if k in tensors], self.config.storage_dtype)
+                    safetensors.torch.save_file(encoded, path, metadata={"format": "pt"})
                 add_digest(path)
+            CSGImageProcessor.from_config(self.config).save_pretrained(save_directory)
         if push_to is not None:
             self.push_to_hub(push_to)
         return result
+
+    @classmethod
+    def from_dense(
+        cls,
+        source,
+        *,
+        fit: str = "least_squares",
+        calibration: torch.Tensor | None = None,
+        revision: str | None = None,
+        fit_iterations: int = 12,
+        output_fit_report: bool = False,
+        **csg_options,
+    ):
+        """A CSG model converted from a trained dense timm model: `source` is a timm model object, a local
+        folder or a Hub repo id (timm `hf-hub:` format, TimmWrapper repos, `push_timm` exports).
+
+        The config comes from the source (architecture, channels, size, normalization, labels) and
+        `csg_options` (slice_size, code_dim, policy...). Every tensor that is not generated (stem, dense
+        convs, norms with their running statistics, classifier) is copied; codes and generators are fitted
+        by least squares (`fit="activations"`: weighted by each input channel's mean square on the
+        `calibration` batch; `fit_iterations` rounds of alternating least squares). Trained filters are far from low rank in slice space, so the fit is an
+        initialisation: train against the parent afterwards (`scripts/convert.py`). With
+        `output_fit_report=True` returns `(model, report)`: relative filter error per layer, energy kept.
+        """
+        from .conversion import copy_dense_tensors, fit_codes_and_generators, load_dense
+
+        dense, kwargs, name = load_dense(source, revision)
+        if name is not None:
+            csg_options.setdefault("base_model", name)
+        config = cls.config_class(**{**kwargs, **csg_options})
+        model = cls(config)
+        if not any(True for _ in generated_convs(model)):
+            raise ValueError(
+                f"Nothing to generate in {config.architecture} under this CSG policy (every conv stays dense: "
+                f"{sorted(set(getattr(model.timm_model, 'csg_skipped', {}).values()))}); widen it, e.g. "
+                "generate_pointwise=True."
+            )
+        dense = dense.float().eval()
+        copy_dense_tensors(dense, model.timm_model)
+        report = fit_codes_and_generators(dense, model.timm_model, fit, calibration, fit_iterations)
+        model.eval()
+        return (model, report) if output_fit_report else model
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
@@ -100,10 +152,27 @@ class CSGPreTrainedModel(PreTrainedModel):
         strict = kwargs.pop("strict", True)
         kwargs.setdefault("use_safetensors", True)
         source = str(pretrained_model_name_or_path)
-        header = _verified_header(pretrained_model_name_or_path, kwargs)
+        header, path = _verified_header(pretrained_model_name_or_path, kwargs)
+        config = kwargs.get("config")
+        if not isinstance(config, CSGConfig) and path is not None:
+            config = cls.config_class.from_pretrained(
+                pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+            )
+        stored: set[str] = set()
+        if isinstance(config, CSGConfig) and config.storage_dtype != "float32" and path is not None:
+            stored = _stored_keys(cls, config)
+            try:
+                state = decode(safetensors.torch.load_file(path), sorted(stored), config.storage_dtype, source)
+            except ValueError as err:
+                raise CheckpointError(str(err)) from err
+            load_from, kwargs = None, {**{k: v for k, v in kwargs.items() if k not in _HUB_KWARGS},
+                                       "config": config, "state_dict": state}  # fmt: skip
+            kwargs.pop("use_safetensors")
+        else:
+            load_from = pretrained_model_name_or_path
         try:
             model, info = super().from_pretrained(
-                pretrained_model_name_or_path, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+                load_from, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
             )
         except CheckpointError:
             raise
@@ -141,7 +210,7 @@ class CSGPreTrainedModel(PreTrainedModel):
                 "Pass strict=False to drop them on purpose."
             )
         if header is not None:
-            _check_kinds(model, header, source)
+            _check_kinds(model, {k: v for k, v in header.items() if k not in stored}, source)
         _realign(model)
         return (model, info) if want_info else model
 
@@ -149,7 +218,7 @@ class CSGPreTrainedModel(PreTrainedModel):
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
 
 
-def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> dict | None:
+def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> tuple[dict | None, str | None]:
     # Resolve (download) the file transformers is about to read, and verify it first; a missing file is
     # left to transformers, whose error names what it looked for.
     try:
@@ -160,8 +229,15 @@ def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> dict | None
             **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs},
         )
     except OSError:
-        return None
-    return None if path is None else verify_safetensors(path)
+        return None, None
+    return (None, None) if path is None else (verify_safetensors(path), path)
+
+
+def _stored_keys(cls, config: CSGConfig) -> set[str]:
+    # the keys this config stores in its reduced dtype, from a model built on the meta device (no memory)
+    with torch.device("meta"):
+        skeleton = cls(config)
+    return set(stored_keys(skeleton, config.storage_scope))
 
 
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}

@@ -65,6 +65,36 @@ def classification_loss(model: nn.Module, pixel_values: torch.Tensor, labels: to
     return F.cross_entropy(logits, labels, label_smoothing=smoothing)
 
 
+class DistillationLoss:
+    """Knowledge distillation from a `teacher`: `alpha * T^2 * KL(teacher || student)` on soft targets at
+    temperature `T`, plus `(1 - alpha) *` cross-entropy on the labels. Rows labelled -1 (unlabeled images)
+    take the distillation term only. Called as `loss(model, pixel_values, labels, smoothing)`, like
+    `classification_loss`."""
+
+    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9) -> None:
+        if temperature <= 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"Distillation needs temperature > 0 and 0 <= alpha <= 1, got {temperature}, {alpha}.")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.temperature, self.alpha = temperature, alpha
+
+    def __call__(self, model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0):
+        out = model(pixel_values)
+        logits = out if isinstance(out, torch.Tensor) else out.logits
+        if next(self.teacher.parameters()).device != pixel_values.device:
+            self.teacher.to(pixel_values.device)
+        with torch.no_grad():
+            target = self.teacher(pixel_values)
+            target = target if isinstance(target, torch.Tensor) else target.logits
+        t = self.temperature
+        soft = F.kl_div(F.log_softmax(logits.float() / t, -1), F.log_softmax(target.float() / t, -1),
+                        log_target=True, reduction="batchmean") * t * t  # fmt: skip
+        labelled = labels >= 0
+        if self.alpha == 1 or not labelled.any():
+            return soft
+        hard = F.cross_entropy(logits[labelled], labels[labelled], label_smoothing=smoothing)
+        return self.alpha * soft + (1 - self.alpha) * hard
+
+
 def _save_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler, epoch: int, history: list) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
@@ -139,11 +169,13 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    loss_fn: Callable[..., torch.Tensor] = classification_loss,
 ) -> list[dict[str, Any]]:
     """Train `model` (a transformers classifier or a plain timm model) and return per-epoch metrics.
 
     With `output_dir`, a checkpoint (`model.safetensors`, optimizer and scheduler state) is written
-    after every epoch and `resume=True` continues from it.
+    after every epoch and `resume=True` continues from it. `loss_fn(model, pixel_values, labels, smoothing)`
+    is the training loss (default: cross-entropy; `DistillationLoss(teacher)` for distillation).
     """
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list
@@ -181,7 +213,7 @@ def fit(
             # autocast only here, not through Accelerator(mixed_precision=...), which would also wrap the
             # model's forward for evaluation: float32 evaluation is what eval.py and the card reproduce
             with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                loss = classification_loss(model, pixel_values, labels, args.label_smoothing)
+                loss = loss_fn(model, pixel_values, labels, args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -222,6 +254,7 @@ def fit(
 
 
 __all__ = [
+    "DistillationLoss",
     "TrainingArguments",
     "classification_loss",
     "distributed_state",

@@ -6,6 +6,9 @@ another label set is an error listing both), applies the model's own preprocessi
 normalization; 16-bit and palette images included) and writes top-1/top-5, loss, throughput and the
 parameter report as JSON. `--update-card` writes the top-1 into the model card's `model-index` (and
 pushes it for Hub repos); it refuses a partial evaluation (--limit) and a split other than the card's.
+`--pipeline` also classifies the same images with transformers' `pipeline("image-classification")` (the
+model's own image processor, as the Hub widget runs it) and reports its top-1 and how many images the two
+paths classify differently.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--output", default=None, help="write the results JSON here (also printed)")
     p.add_argument("--update-card", action="store_true", help="record top-1 in the model card's model-index")
+    p.add_argument("--pipeline", action="store_true", help="also evaluate through transformers' pipeline")
     return p.parse_args(argv)
 
 
@@ -42,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
         evaluate,
         load_classifier,
         model_label_names,
+        pipeline_predictions,
         update_card_accuracy,
     )
 
@@ -70,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"Split {args.split!r} of {args.dataset} holds no rows: nothing to evaluate.")
     loader = classification_loader(dataset, data_config, args.batch_size, num_workers=args.num_workers,
                                    num_classes=model_classes, columns=columns, label_map=label_map)  # fmt: skip
-    metrics = evaluate(model, loader)
+    predictions: list[int] = []
+    metrics = evaluate(model, loader, predictions=predictions)
     report = csg_hub.parameter_report(model)
     result = {
         "model": args.model,
@@ -83,6 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
         "stored_params": report["stored_params"],
         "ratio": report["ratio"],
     }
+    if args.pipeline:
+        targets = [label if label_map is None else label_map[label] for label in dataset[columns[1]]]
+        piped = pipeline_predictions(args.model, dataset[columns[0]], args.batch_size, args.revision)
+        result["pipeline_top1"] = 100.0 * sum(p == t for p, t in zip(piped, targets)) / len(targets)
+        result["pipeline_disagreements"] = sum(p != q for p, q in zip(piped, predictions))
     text = json.dumps(result, indent=2)
     print(text)
     if args.output:

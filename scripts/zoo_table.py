@@ -3,7 +3,7 @@
 Reads every `RUNS/*/metrics.json` written by `scripts/train.py` and writes a markdown table (stored
 parameters, ratio, test top-1, delta vs the dense run of the same architecture, epochs, wall time,
 training command) and a PNG of top-1 against stored parameters. With `--export-to DIR`, each CSG
-run's config.json and model.safetensors are copied to `DIR/<run name>/` with a fresh card (README.md) whose
+run is written to `DIR/<run name>/` (config, weights, image processor) with a fresh card (README.md) whose
 `model-index` holds the run's measured test top-1, so `scripts/eval.py` can re-check it.
 """
 
@@ -124,28 +124,43 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, dataset_id: str, note: str) -> list[Path]:
-    """Copy each CSG run's config and weights to `target/<run name>/` with a card whose `model-index`
-    holds the run's measured test top-1 on `dataset_id`."""
+    """Write each CSG run as a Hub-ready folder `target/<run name>/`: config.json, model.safetensors (with its
+    digest), preprocessor_config.json and a card whose `model-index` holds the run's measured test top-1 on
+    `dataset_id`. The model comes from the run's `model/` folder, or, for runs whose folder was not kept,
+    from the export already there (re-exported in place, weights unchanged)."""
+    import tempfile
+
+    import torch
+
     import csg_hub
+    from csg_hub.integrity import recorded_digest
 
     exported = []
     for run in runs:
         if not run["csg"]:
             continue  # dense baselines are not committed: their metrics.json and logs are
-        source = runs_folder / run["name"] / "model"
-        missing = [n for n in ("config.json", "model.safetensors") if not (source / n).exists()]
-        if missing:
-            raise SystemExit(f"{source} lacks {', '.join(missing)}: did the run of {run['name']} finish?")
-        size = (source / "model.safetensors").stat().st_size
-        if size > MAX_CHECKPOINT_BYTES:
-            raise SystemExit(f"{run['name']}: model.safetensors is {size / 2**20:.1f} MiB, over the zoo's 25 MiB.")
         folder = target / run["name"]
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "model.safetensors"):
-            shutil.copy2(source / name, folder / name)
+        source = runs_folder / run["name"] / "model"
+        source = source if (source / "model.safetensors").exists() else folder
+        if not (source / "model.safetensors").exists():
+            raise SystemExit(f"{runs_folder / run['name'] / 'model'} lacks model.safetensors: did {run['name']} finish?")
+        model = csg_hub.CSGForImageClassification.from_pretrained(source)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            size = (Path(tmp) / "model.safetensors").stat().st_size
+            if size > MAX_CHECKPOINT_BYTES:
+                raise SystemExit(f"{run['name']}: model.safetensors is {size / 2**20:.1f} MiB, over the zoo's 25 MiB.")
+            saved = csg_hub.CSGForImageClassification.from_pretrained(tmp).state_dict()
+            changed = [k for k, v in before.items() if not torch.equal(v, saved[k])]
+            if changed:
+                raise SystemExit(f"{run['name']}: re-saving changed {changed[:3]}; not exported.")
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in Path(tmp).iterdir():
+                shutil.copy2(path, folder / path.name)
         final = run["final"]
         card = csg_hub.model_card(
-            csg_hub.CSGForImageClassification.from_pretrained(folder),
+            model,
             f"{namespace}/{run['name']}",
             results=[
                 csg_hub.accuracy_result(
@@ -155,6 +170,7 @@ def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, da
             checkpoint_bytes=size,
             training_command=run["command"],
             dense_baseline=run.get("dense_baseline_top1"),
+            weights_digest=recorded_digest(folder / "model.safetensors"),
             tags=[dataset_id.split("/")[-1]],
             notes=note,
         )

@@ -49,4 +49,5 @@ def test_two_cpu_processes_train_as_one_group(small_dataset, tmp_path, launcher)
     assert metrics["processes"] == 2 and metrics["effective_batch_size"] == 64
     # 256 images, 64 per step across both processes: 4 steps each, every epoch evaluated on all 256 test images
     assert metrics["final"]["num_samples"] == 256
-    assert sorted(p.name for p in (output / "model").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (output / "model").iterdir()) == [
+        "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]  # fmt: skip

@@ -47,7 +47,8 @@ def test_push_and_pull_by_repo_id_and_revision(hub_server, pixel_values):
     repo = _repo()
     model = _model()
     first = model.push_to_hub(repo, results=[csg_hub.accuracy_result(12.5, "local/synthetic", num_samples=2)])
-    assert sorted(HfApi().list_repo_files(repo)) == [".gitattributes", "README.md", "config.json", "model.safetensors"]
+    assert sorted(HfApi().list_repo_files(repo)) == [
+        ".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]  # fmt: skip
 
     loaded = AutoModelForImageClassification.from_pretrained(repo)
     assert type(loaded) is csg_hub.CSGForImageClassification
@@ -111,17 +112,27 @@ def test_push_timm_loads_with_timm_and_transformers(hub_server, pixel_values):
     csg_hub.push_timm(model, repo)
     assert json.loads(Path(HfApi().hf_hub_download(repo, "config.json")).read_text())["num_classes"] == 10
 
+    # a grey model is exported with an equivalent RGB stem (transformers feeds TimmWrapper RGB): same logits
+    # on grey images given as 3 equal channels
     dense = timm.create_model(f"hf-hub:{repo}", pretrained=True).eval()
-    assert dense.pretrained_cfg["input_size"] == (1, 32, 32)
+    assert dense.pretrained_cfg["input_size"] == (3, 32, 32)
+    grey_rgb = pixel_values.expand(-1, 3, -1, -1)
     with torch.no_grad():
-        torch.testing.assert_close(dense(pixel_values), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(dense(grey_rgb), expected, atol=1e-5, rtol=0)
         wrapper = AutoModelForImageClassification.from_pretrained(repo).eval()
         assert type(wrapper).__name__ == "TimmWrapperForImageClassification"
-        torch.testing.assert_close(wrapper(pixel_values).logits, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(wrapper(grey_rgb).logits, expected, atol=1e-5, rtol=0)
     assert wrapper.config.id2label[3] == "class3"
 
-    # and back: a CSG model built from the timm repo's architecture, labels and preprocessing
-    config = csg_hub.config_from_timm(repo, code_dim=32)
+    # rgb_stem=False keeps the 1-channel input; and back: a CSG model built from the timm repo's
+    # architecture, labels and preprocessing
+    grey_repo = _repo("resnet18-dense-grey")
+    csg_hub.push_timm(model, grey_repo, rgb_stem=False)
+    grey = timm.create_model(f"hf-hub:{grey_repo}", pretrained=True).eval()
+    assert grey.pretrained_cfg["input_size"] == (1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(grey(pixel_values), expected, atol=1e-5, rtol=0)
+    config = csg_hub.config_from_timm(grey_repo, code_dim=32)
     assert (config.architecture, config.in_chans, config.image_size, config.num_labels) == ("resnet18", 1, 32, 10)
     assert config.id2label[3] == "class3" and config.code_dim == 32
     assert csg_hub.CSGForImageClassification(config)(pixel_values).logits.shape == (2, 10)
@@ -155,11 +166,22 @@ def test_remote_code_is_opt_in(hub_server, pixel_values):
         "value = m(x).logits.sum().item()\n"
         # the remote code pushes with its own card too (the template travels as a module)
         f"m.push_to_hub({again!r})\n"
+        # and the Hub widget's path works: pipeline with the repo's own image processor
+        "import numpy as np\n"
+        "from PIL import Image\n"
+        "from transformers import pipeline\n"
+        f"p = pipeline('image-classification', model={with_code!r}, trust_remote_code=True)\n"
+        "image = Image.fromarray(np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3))\n"
+        "top = p(image, top_k=1)[0]['label']\n"
+        "x = p.image_processor(image, return_tensors='pt')['pixel_values']\n"
+        "assert x.shape == (1, 1, 32, 32), x.shape\n"
+        "assert top == m.config.id2label[int(m(x).logits.argmax())]\n"
         "assert 'csg_hub' not in sys.modules, 'csg_hub was imported'\n"
-        "print(type(m).__name__, value)\n"
+        "print(type(p.image_processor).__name__, type(m).__name__, value)\n"
     )
-    name, value = out.split()[-2:]
-    assert name == "CSGForImageClassification" and float(value) == pytest.approx(expected, abs=1e-5)
+    processor, name, value = out.split()[-3:]
+    assert processor == "CSGImageProcessor" and name == "CSGForImageClassification"
+    assert float(value) == pytest.approx(expected, abs=1e-5)
     card = ModelCard.load(again)
     assert "## Compression" in str(card) and card.data.library_name == "transformers"
 

@@ -6,7 +6,8 @@ from importlib import resources
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..layers.report import parameter_report
+from ..layers.report import inference_macs, parameter_report
+from ..storage import storage_sizes
 
 try:
     # transformers copies only .py files of remote code into its module cache, so a trust_remote_code
@@ -48,6 +49,11 @@ def card_template() -> str:
     return resources.files(__package__).joinpath("templates", "model_card.md").read_text(encoding="utf-8")
 
 
+# Card metadata key holding what the card body shows but `model-index` cannot: re-pushing a model reads
+# it back, so a card never loses a measured number because it was pushed another way.
+CARD_FIELDS_KEY = "csg_hub"
+
+
 def model_card(
     model,
     repo_id: str,
@@ -56,23 +62,43 @@ def model_card(
     checkpoint_bytes: int | None = None,
     training_command: str | None = None,
     dense_baseline: float | None = None,
+    base_model: str | None = None,
+    weights_digest: str | None = None,
+    earlier_results: list[EvalResult] | None = None,
+    storage_bytes: dict[str, int] | None = None,
     remote_code: bool = False,
     license: str = "apache-2.0",
     tags: list[str] | None = None,
     notes: str | None = None,
 ) -> ModelCard:
-    """The card of a CSG model: metadata, results, compression table, loading and training notes."""
+    """The card of a CSG model: metadata (`base_model` when it was converted from a dense parent), results
+    with recovery against the dense baseline, model stats, compression table, loading and training notes.
+
+    `weights_digest` (the checkpoint's `csg_hub.integrity` CRC) ties the results to these exact weights, so a
+    later push of changed weights does not carry them over; `earlier_results` are shown (outside
+    `model-index`) as measured on the weights these were derived from.
+    """
     config = model.config
+    base_model = base_model or getattr(config, "base_model", None)
     report = parameter_report(model)
     results = list(results or [])
+    recorded = {
+        "weights_crc32": weights_digest,
+        "result_samples": [getattr(r, "num_samples", None) for r in results] if results else None,
+        "dense_baseline_top1": dense_baseline,
+        "training_command": training_command,
+        "notes": notes,
+    }
     card_data = ModelCardData(
         library_name="transformers",
         license=license,
         pipeline_tag="image-classification",
         tags=sorted({"image-classification", "csg", "csg-hub", "timm", config.architecture, *(tags or [])}),
         datasets=sorted({r.dataset_type for r in results}) or None,
+        base_model=base_model,
         model_name=repo_id.split("/")[-1],
         eval_results=results or None,
+        **{CARD_FIELDS_KEY: {k: v for k, v in recorded.items() if v is not None} or None},
     )
     policy = ", ".join(
         name
@@ -84,6 +110,7 @@ def model_card(
         )
         if on
     )
+    input_size = config.data_config["input_size"]
     return ModelCard.from_template(
         card_data,
         template_str=card_template(),
@@ -91,14 +118,61 @@ def model_card(
         repo_id=repo_id,
         config=config,
         report=report,
+        gmacs=inference_macs(model, input_size) / 1e9,
+        input_size=input_size,
         generator_kernels=", ".join(report["generators"]) or "none",
         policy=policy,
         results=results,
+        earlier_results=earlier_results or [],
+        storage_bytes=storage_bytes if storage_bytes is not None else storage_sizes(model),
         dense_bytes=4 * (report["dense_params"] + report["stored_buffers"]),
         checkpoint_bytes=checkpoint_bytes,
         dense_baseline=dense_baseline,
+        base_model=base_model,
         remote_code=remote_code,
         training_command=training_command,
         notes=notes,
         citation=CSG_CITATION,
     )
+
+
+def card_fields(card: ModelCard) -> dict:
+    """What a csg-hub card records, as `model_card` keyword arguments: `results`, `weights_digest`,
+    `base_model`, `dense_baseline`, `training_command`, `notes` (absent ones left out)."""
+    data = card.data
+    fields = dict(data.get(CARD_FIELDS_KEY) or {})
+    results = list(data.eval_results or [])
+    for result, samples in zip(results, fields.get("result_samples") or []):
+        result.num_samples = samples
+    found = {
+        "results": results or None,
+        "weights_digest": fields.get("weights_crc32"),
+        "base_model": data.get("base_model"),
+        "dense_baseline": fields.get("dense_baseline_top1"),
+        "training_command": fields.get("training_command"),
+        "notes": fields.get("notes"),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def existing_card(*sources: str | None, token: str | bool | None = None) -> ModelCard | None:
+    """The first card found among `sources` (local model folders or Hub repo ids), or None."""
+    from pathlib import Path
+
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    for source in sources:
+        if not source:
+            continue
+        readme = Path(source) / "README.md"
+        if Path(source).is_dir():
+            if readme.exists():
+                return ModelCard.load(readme)
+            continue
+        try:
+            return ModelCard.load(source, token=token)
+        except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+            continue
+        except ValueError:  # not a repo id (e.g. a path that does not exist)
+            continue
+    return None

@@ -19,6 +19,7 @@ AUTO_MAP = {
     "AutoConfig": "configuration.CSGConfig",
     "AutoModel": "modeling.CSGModel",
     "AutoModelForImageClassification": "modeling.CSGForImageClassification",
+    "AutoImageProcessor": "image_processing.CSGImageProcessor",
 }
 TEMPLATE_MODULE = "model_card_template"
 _RELATIVE_IMPORT = re.compile(r"^(\s*from\s+)(\.+)([\w.]*)(\s+import\b)", re.MULTILINE)
@@ -69,7 +70,8 @@ def save_with_code(model, folder: str | os.PathLike) -> None:
     model.save_pretrained(folder)
     for file_name, source in code_files(type(model).__module__).items():
         (folder / file_name).write_text(source, encoding="utf-8")
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
-    config["auto_map"] = AUTO_MAP
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for name in ("config.json", "preprocessor_config.json"):
+        path = folder / name
+        content = json.loads(path.read_text())
+        content["auto_map"] = AUTO_MAP if name == "config.json" else {"AutoImageProcessor": AUTO_MAP["AutoImageProcessor"]}
+        path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")

@@ -13,14 +13,33 @@ from huggingface_hub import CommitInfo, HfApi, hf_hub_download
 
 from ..configuration import CSGConfig
 
+# PIL's RGB -> L weights (ITU-R 601-2 luma); they sum to 1, so grey RGB maps to the same grey
+LUMA = (0.299, 0.587, 0.114)
+# pretrained_cfg entries that describe the exported weights; the rest (tag, paper_ids, origin_url, pool_size,
+# hf_hub_id...) describe the ImageNet checkpoint the architecture's defaults came from, not ours
+_PRETRAINED_CFG_KEYS = ("architecture", "input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes",
+                        "first_conv", "classifier", "license")  # fmt: skip
+
 
 def save_timm(
-    model, folder: str | os.PathLike, *, label_names: list[str] | None = None, data_config: dict | None = None
+    model,
+    folder: str | os.PathLike,
+    *,
+    label_names: list[str] | None = None,
+    data_config: dict | None = None,
+    rgb_stem: bool = True,
 ) -> str:
     """Save a plain timm model, or a CSG model's `to_timm()` export, as a native timm folder (config.json,
     model.safetensors) that loads with `timm.create_model("local-dir:" + folder)` and with transformers'
-    `AutoModelForImageClassification` (TimmWrapper). For CSG models the labels and preprocessing come
-    from their config. Returns a one-line description of the source model, for cards."""
+    `AutoModelForImageClassification` and image-classification `pipeline` (TimmWrapper). For CSG models the
+    labels and preprocessing come from their config.
+
+    transformers hands TimmWrapper RGB images, so a greyscale model is exported (`rgb_stem=True`) with an
+    equivalent 3-channel first convolution: its grey filters split over R, G, B by PIL's luma weights and
+    the grey mean/std repeated, which gives the grey model's outputs on grey images (up to float rounding)
+    and reads colour images as their luma. Returns a one-line description of the source model, for cards."""
+    import copy
+
     from timm.models import save_for_hf
 
     if hasattr(model, "to_timm"):
@@ -30,6 +49,14 @@ def save_timm(
         model = model.to_timm()
     else:
         source = f"timm {model.pretrained_cfg.get('architecture', type(model).__name__)} trained with csg-hub"
+        model = copy.deepcopy(model)  # the export edits its config (and stem): leave the caller's model alone
+    data_config = dict(data_config or {k: model.pretrained_cfg[k] for k in ("input_size", "mean", "std")
+                                       if k in model.pretrained_cfg})  # fmt: skip
+    model.pretrained_cfg = {k: v for k, v in model.pretrained_cfg.items() if k in _PRETRAINED_CFG_KEYS}
+    if rgb_stem and data_config.get("input_size", (3,))[0] == 1:
+        _grey_stem_to_rgb(model)
+        data_config.update(input_size=(3, *data_config["input_size"][1:]), mean=tuple(data_config["mean"]) * 3,
+                           std=tuple(data_config["std"]) * 3)  # fmt: skip
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model_config = {"label_names": list(label_names)} if label_names else None
@@ -38,12 +65,34 @@ def save_timm(
     return source
 
 
+def _grey_stem_to_rgb(model) -> None:
+    import torch
+    from torch import nn
+
+    name = model.pretrained_cfg.get("first_conv")
+    conv = model.get_submodule(name) if isinstance(name, str) else None
+    if not isinstance(conv, nn.Conv2d) or conv.in_channels != 1 or conv.groups != 1:
+        raise ValueError(
+            f"Cannot give this greyscale model an RGB stem: its first_conv {name!r} is not a 1-channel Conv2d. "
+            "Pass rgb_stem=False to export it with its 1-channel input."
+        )
+    weights = torch.tensor(LUMA, dtype=conv.weight.dtype, device=conv.weight.device).view(1, 3, 1, 1)
+    conv.weight = nn.Parameter(conv.weight.detach() * weights)
+    conv.in_channels = 3
+    if hasattr(model, "in_chans"):  # timm reads the input channels from here when it writes the config
+        model.in_chans = 3
+    from timm.models._input import update_model_args
+
+    update_model_args(model, in_chans=3)
+
+
 def push_timm(
     model,
     repo_id: str,
     *,
     label_names: list[str] | None = None,
     data_config: dict | None = None,
+    rgb_stem: bool = True,
     commit_message: str | None = None,
     private: bool | None = None,
     token: str | bool | None = None,
@@ -54,7 +103,7 @@ def push_timm(
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as tmp:
-        source = save_timm(model, tmp, label_names=label_names, data_config=data_config)
+        source = save_timm(model, tmp, label_names=label_names, data_config=data_config, rgb_stem=rgb_stem)
         (Path(tmp) / "README.md").write_text(
             "---\nlibrary_name: timm\nlicense: apache-2.0\npipeline_tag: image-classification\n"
             "tags:\n- timm\n- image-classification\n- csg-hub\n---\n\n"

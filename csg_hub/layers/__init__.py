@@ -3,7 +3,7 @@ parameter report (timm's `layers/` style: one module per concept)."""
 
 from .generator import SliceGenerator
 from .reparameterize import GeneratedConv, clear_filter_cache, generated_convs, materialize, reparameterize
-from .report import format_report, parameter_report
+from .report import format_report, inference_macs, parameter_report
 
 __all__ = [
     "GeneratedConv",
@@ -11,6 +11,7 @@ __all__ = [
     "clear_filter_cache",
     "format_report",
     "generated_convs",
+    "inference_macs",
     "materialize",
     "parameter_report",
     "reparameterize",

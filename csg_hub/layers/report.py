@@ -84,3 +84,21 @@ def format_report(report: dict[str, Any]) -> str:
         f"{report['dense_layers']} dense convs"
     )
     return head + "\n  " + ", ".join(f"{k} {v:,}" for k, v in b.items())
+
+
+def inference_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
+    """Multiply-accumulates of one forward pass on one `input_size` (C, H, W) image, counted by torch's
+    FlopCounterMode on the dense form (`to_timm()` for CSG models: what deployment runs)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = model.to_timm() if hasattr(model, "to_timm") else getattr(model, "timm_model", model)
+    param = next(net.parameters())
+    was_training = net.training
+    net.eval()  # batch norm in training mode cannot take a single image whose last map is 1x1
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, *input_size, dtype=param.dtype, device=param.device))
+    finally:
+        net.train(was_training)
+    return counter.get_total_flops() // 2

@@ -1,0 +1,205 @@
+"""Convert a trained dense timm model to CSG form and train it against its parent by distillation.
+
+The parent (Hub repo id or local folder: timm `hf-hub:` format, TimmWrapper repos, `push_timm` exports;
+safetensors only) gives the architecture, labels and preprocessing. `--init least_squares` (default) or
+`activations` fits codes and generators to the parent's filters (`CSGForImageClassification.from_dense`),
+copying every tensor that is not generated; `random` starts from scratch (the ablation). BatchNorm
+statistics are then re-estimated on training images, the student is evaluated (epoch 0), and trained with
+knowledge distillation: `--alpha` x soft targets at `--temperature` plus (1 - alpha) x the label loss
+(`--no-labels` trains on images alone). Same training loop, recipe flags and launchers (torchrun,
+accelerate launch) as `train.py`; writes `metrics.json` (with the parent's top-1 measured on the same
+split, and epoch 0), a checkpoint per epoch (`--resume`), and a Hub-ready `model/` folder whose card names
+the parent as `base_model` and reports recovery against it; `--push-to-hub` uploads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--parent", required=True, help="dense timm model: Hub repo id or local folder")
+    p.add_argument("--parent-revision", default=None)
+    p.add_argument("--init", default="least_squares", choices=("least_squares", "activations", "random"))
+    p.add_argument("--calibration-images", type=int, default=256, help="images for --init activations")
+    p.add_argument("--bn-batches", type=int, default=20, help="training batches to re-estimate BatchNorm on")
+    g = p.add_argument_group("CSG")
+    g.add_argument("--slice-size", type=int, default=12)
+    g.add_argument("--code-dim", type=int, default=72)
+    g.add_argument("--generate-pointwise", action="store_true")
+    g.add_argument("--pointwise-slice-size", type=int, default=36)
+    g.add_argument("--storage-dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
+    k = p.add_argument_group("distillation")
+    k.add_argument("--temperature", type=float, default=4.0)
+    k.add_argument("--alpha", type=float, default=0.9, help="weight of the distillation term (1: no label loss)")
+    k.add_argument("--no-labels", action="store_true", help="ignore the labels: distill on images alone")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="zalando-datasets/fashion_mnist", help="Hub dataset id or local folder")
+    d.add_argument("--revision", default=None)
+    d.add_argument("--train-split", default="train")
+    d.add_argument("--eval-split", default="test")
+    d.add_argument("--num-workers", type=int, default=0)
+    d.add_argument("--train-limit", type=int, default=None)
+    d.add_argument("--eval-limit", type=int, default=None)
+    t = p.add_argument_group("optimisation (train.py's recipe)")
+    defaults = __import__("csg_hub.training", fromlist=["TrainingArguments"]).TrainingArguments()
+    for field in dataclasses.fields(defaults):
+        flag, default = f"--{field.name.replace('_', '-')}", getattr(defaults, field.name)
+        if isinstance(default, bool):
+            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            t.add_argument(flag, type=int if default is None else type(default), default=default)
+    o = p.add_argument_group("output")
+    o.add_argument("--output-dir", required=True)
+    o.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint")
+    o.add_argument("--push-to-hub", metavar="REPO_ID", default=None)
+    args = p.parse_args(argv)
+    if args.epochs < 0:
+        p.error("--epochs must be >= 0 (0: convert, recalibrate and evaluate only)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    start = time.perf_counter()
+
+    import datasets
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    import csg_hub
+    from csg_hub.conversion import load_dense
+    from csg_hub.data import classification_loader, image_label_columns, label_mapping, load_image_dataset
+    from csg_hub.evaluation import evaluate
+    from csg_hub.integrity import recorded_digest
+    from csg_hub.training import DistillationLoss, TrainingArguments, distributed_state, fit, recalibrate_batchnorm
+
+    state = distributed_state()
+    set_seed(args.seed)
+    parent, parent_kwargs, parent_name = load_dense(args.parent, args.parent_revision)
+    parent = parent.float().eval()
+    csg_options = {
+        "slice_size": args.slice_size,
+        "code_dim": args.code_dim,
+        "generate_pointwise": args.generate_pointwise,
+        "pointwise_slice_size": args.pointwise_slice_size,
+        "storage_dtype": args.storage_dtype,
+    }
+    config = csg_hub.CSGConfig(**{**parent_kwargs, **csg_options, "base_model": parent_name})
+    data_config = config.data_config
+
+    train_set = load_image_dataset(args.dataset, args.train_split, args.revision)
+    eval_set = load_image_dataset(args.dataset, args.eval_split, args.revision)
+    if args.train_limit:
+        train_set = train_set.select(range(min(args.train_limit, len(train_set))))
+    if args.eval_limit:
+        eval_set = eval_set.select(range(min(args.eval_limit, len(eval_set))))
+    columns = image_label_columns(eval_set)
+    feature = eval_set.features[columns[1]]
+    model_names = [config.id2label[i] for i in range(config.num_labels)]
+    label_map = label_mapping(getattr(feature, "names", None), model_names)
+    training = TrainingArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments)})
+    loaders = {"num_workers": args.num_workers, "num_classes": config.num_labels, "label_map": label_map}
+    train_loader = classification_loader(train_set, data_config, training.batch_size, True, args.seed, **loaders)
+    eval_loader = classification_loader(eval_set, data_config, 256, **loaders)
+    output_dir = Path(args.output_dir)
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python", "scripts/convert.py", *(argv if argv is not None else sys.argv[1:])])
+
+    parent_metrics = evaluate(parent, eval_loader, progress=False)
+    report = None
+    if args.init == "random":
+        model = csg_hub.CSGForImageClassification(config)
+    else:
+        calibration = None
+        if args.init == "activations":
+            calibration_loader = classification_loader(train_set, data_config, args.calibration_images, **loaders)
+            calibration = next(iter(calibration_loader))[0]
+        model, report = csg_hub.CSGForImageClassification.from_dense(
+            parent, fit=args.init, calibration=calibration, output_fit_report=True,
+            **{**csg_options, "base_model": parent_name},
+        )  # fmt: skip
+        model.config.id2label, model.config.label2id = config.id2label, config.label2id
+        recalibrate_batchnorm(model, classification_loader(train_set, data_config, training.batch_size, True,
+                                                           args.seed, **loaders), args.bn_batches)  # fmt: skip
+    model.eval()
+    epoch0 = evaluate(model, eval_loader, progress=False)
+    if state.is_main_process:
+        print(f"parent top-1 {parent_metrics['top1']:.2f}%; after {args.init} init: {epoch0['top1']:.2f}%", flush=True)
+
+    def log(record: dict) -> None:
+        tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
+
+    history = []
+    if args.epochs > 0:
+        if args.no_labels:
+            # images only (the dataset may have no labels): a placeholder label column that the loss ignores
+            image_col = columns[0]
+            images = train_set.select_columns([image_col]).add_column("unused", [0] * len(train_set))
+            images = images.cast_column("unused", datasets.ClassLabel(num_classes=config.num_labels))
+            train_loader = classification_loader(images, data_config, training.batch_size, True, args.seed,
+                                                 num_workers=args.num_workers, columns=(image_col, "unused"))  # fmt: skip
+        loss = DistillationLoss(parent, args.temperature, 1.0 if args.no_labels else args.alpha)
+        history = fit(model, train_loader, training, eval_loader, output_dir, resume=args.resume, on_epoch_end=log,
+                      loss_fn=loss)  # fmt: skip
+    final = {k.removeprefix("eval_"): v for k, v in history[-1].items() if k.startswith("eval_")} if history else epoch0
+    if not state.is_main_process:
+        return {"final": final, "history": history}
+
+    model_dir = output_dir / "model"
+    model.save_pretrained(model_dir)
+    stored = csg_hub.CSGForImageClassification.from_pretrained(model_dir)
+    final_stored = evaluate(stored, eval_loader, progress=False) if args.storage_dtype != "float32" else None
+    top1 = (final_stored or final)["top1"]
+    card = csg_hub.model_card(
+        stored,
+        args.push_to_hub or f"csg-hub/{output_dir.name}",
+        results=[csg_hub.accuracy_result(top1, args.dataset, split=args.eval_split, num_samples=final["num_samples"])],
+        checkpoint_bytes=(model_dir / "model.safetensors").stat().st_size,
+        training_command=command,
+        dense_baseline=parent_metrics["top1"],
+        base_model=parent_name,
+        weights_digest=recorded_digest(model_dir / "model.safetensors"),
+        tags=[Path(args.dataset).name, "distillation"],
+    )
+    card.save(model_dir / "README.md")
+    metrics = {
+        "command": command,
+        "parent": args.parent,
+        "init": args.init,
+        "fit_report": report,
+        "loss": "kd" if args.no_labels or args.alpha == 1 else ("labels" if args.alpha == 0 else "kd+labels"),
+        "temperature": args.temperature,
+        "alpha": 1.0 if args.no_labels else args.alpha,
+        "dataset": args.dataset,
+        "eval_split": args.eval_split,
+        "config": model.config.to_dict(),
+        "training": dataclasses.asdict(training),
+        "processes": state.num_processes,
+        "parent_top1": parent_metrics["top1"],
+        "epoch0": epoch0,
+        "final": final,
+        "final_stored": final_stored,
+        "report": {k: v for k, v in csg_hub.parameter_report(model).items() if k != "dense_layer_reasons"},
+        "history": history,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    print(
+        f"final {args.eval_split} top-1 {top1:.2f}% (parent {parent_metrics['top1']:.2f}%; {output_dir / 'metrics.json'})"
+    )
+    if args.push_to_hub:
+        commit = stored.push_to_hub(args.push_to_hub)
+        print(f"pushed {args.push_to_hub}@{commit.oid}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Reduced-precision checkpoints: fp16 / bf16 / int8 storage of codes and generators (or every weight
+matrix), dequantized on load, with strict loading kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+from conftest import make_config
+
+import csg_hub
+from csg_hub.storage import SCALE_SUFFIX, decode, encode, stored_keys
+
+
+def _model(**overrides) -> csg_hub.CSGForImageClassification:
+    torch.manual_seed(0)
+    return csg_hub.CSGForImageClassification(make_config("test_resnet", slice_size=8, code_dim=16, **overrides)).eval()
+
+
+def test_int8_rows_round_trip_within_half_a_step():
+    tensor = torch.randn(64, 16) * torch.logspace(-3, 1, 64)[:, None]  # rows of very different ranges
+    stored = encode({"w": tensor}, ["w"], "int8")
+    assert stored["w"].dtype == torch.int8 and stored["w" + SCALE_SUFFIX].shape == (64,)
+    back = decode(stored, ["w"], "int8")["w"]
+    step = tensor.abs().amax(dim=1, keepdim=True) / 127
+    assert ((back - tensor).abs() <= step / 2 + 1e-7).all()  # per-row scales: small rows stay precise
+    zeros = decode(encode({"w": torch.zeros(3, 4)}, ["w"], "int8"), ["w"], "int8")["w"]
+    assert torch.equal(zeros, torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8"])
+@pytest.mark.parametrize("scope", ["csg", "all"])
+def test_save_and_load_round_trip(tmp_path, pixel_values, dtype, scope):
+    model = _model()
+    model.config.storage_dtype, model.config.storage_scope = dtype, scope
+    model.save_pretrained(tmp_path)
+    header = safetensors.safe_open(tmp_path / "model.safetensors", "pt")
+    keys = stored_keys(model, scope)
+    expected = {"float16": "F16", "bfloat16": "BF16", "int8": "I8"}[dtype]
+    assert keys and all(header.get_slice(k).get_dtype() == expected for k in keys)
+    kept = [k for k in model.state_dict() if k not in keys and model.state_dict()[k].is_floating_point()]
+    assert all(header.get_slice(k).get_dtype() == "F32" for k in kept)  # norms, biases, statistics
+    if scope == "csg":
+        assert not any("fc.weight" in k or "conv1.weight" == k.split("timm_model.")[-1] for k in keys)
+    loaded = csg_hub.CSGForImageClassification.from_pretrained(tmp_path)
+    assert loaded.config.storage_dtype == dtype and not loaded.training
+    # the loaded weights are the stored ones, dequantized: equal to a round trip of the originals
+    state = model.state_dict()
+    expected_state = decode(encode({k: state[k] for k in keys}, keys, dtype), keys, dtype)
+    for key in keys:
+        torch.testing.assert_close(loaded.state_dict()[key], expected_state[key], atol=0, rtol=0)
+    for key in kept:
+        assert torch.equal(loaded.state_dict()[key], state[key])
+    with torch.no_grad():
+        drift = (loaded(pixel_values).logits - model(pixel_values).logits).abs().max().item()
+    assert drift < {"float16": 0.05, "bfloat16": 0.3, "int8": 0.3}[dtype]
+    # saving the loaded model again stores the same bytes of data
+    loaded.save_pretrained(tmp_path / "again")
+    again = safetensors.torch.load_file(tmp_path / "again" / "model.safetensors")
+    first = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert again.keys() == first.keys() and all(torch.equal(again[k], first[k]) for k in first)
+
+
+def test_int8_checkpoint_is_smaller(tmp_path):
+    sizes = {}
+    for dtype in ("float32", "float16", "int8"):
+        model = _model(storage_dtype=dtype, storage_scope="all")
+        model.save_pretrained(tmp_path / dtype)
+        sizes[dtype] = (tmp_path / dtype / "model.safetensors").stat().st_size
+    assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["float16"] < 0.6 * sizes["float32"]
+
+
+def _rewrite(path, change) -> None:
+    tensors = safetensors.torch.load_file(path)
+    change(tensors)
+    safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize(
+    "case,change,match",
+    [
+        ("scale missing", lambda t: t.pop(next(k for k in t if k.endswith(SCALE_SUFFIX))), "without a valid float32"),
+        ("scale of the wrong shape",
+         lambda t: t.update({(k := next(k for k in t if k.endswith(SCALE_SUFFIX))): t[k][:1]}), "without a valid"),
+        ("stored as float", lambda t: t.update({(k := next(k for k in t if k.endswith(".codes"))): t[k].float()}),
+         "not stored as int8"),
+        ("stray scale", lambda t: t.update({"timm_model.fc.weight" + SCALE_SUFFIX: torch.ones(10)}), "not stored as int8"),
+        ("missing tensor", lambda t: t.pop("timm_model.fc.weight"), "lacks 1 tensor"),
+        ("int8 where float belongs", lambda t: t.update({"timm_model.fc.weight": t["timm_model.fc.weight"].to(torch.int8)}),
+         "wrong kind of number"),
+    ],
+)  # fmt: skip
+def test_bad_int8_checkpoints_are_refused(tmp_path, case, change, match):
+    _model(storage_dtype="int8").save_pretrained(tmp_path)
+    _rewrite(tmp_path / "model.safetensors", change)
+    with pytest.raises(csg_hub.CheckpointError, match=match):
+        csg_hub.CSGForImageClassification.from_pretrained(tmp_path)
+
+
+def test_config_that_claims_another_storage_is_refused(tmp_path):
+    _model().save_pretrained(tmp_path)  # float32 data
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["storage_dtype"] = "int8"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(csg_hub.CheckpointError, match="storage_dtype 'int8'.*not stored as int8"):
+        csg_hub.CSGForImageClassification.from_pretrained(tmp_path)
+
+
+def test_bad_storage_settings_are_refused():
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    with pytest.raises(StrictDataclassClassValidationError, match="storage_dtype must be one of"):
+        make_config(storage_dtype="int4")
+    with pytest.raises(StrictDataclassClassValidationError, match="storage_scope must be one of"):
+        make_config(storage_scope="dense")
