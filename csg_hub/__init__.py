@@ -8,7 +8,6 @@ from .hub import accuracy_result, config_from_timm, model_card, push_model, push
 from .image_processing import CSGImageProcessor
 from .layers import SliceGenerator, format_report, generated_convs, materialize, parameter_report, reparameterize
 from .modeling import CSGForImageClassification, CSGModel, CSGPreTrainedModel
-from .trainer import CSGTrainer
 from .training import recalibrate_batchnorm
 from .vae import (
     CompressedModel,
@@ -27,6 +26,15 @@ from .vae import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # transformers' Trainer pulls in accelerate and its optional integrations: loaded on first use only
+    if name == "CSGTrainer":
+        from .trainer import CSGTrainer
+
+        return CSGTrainer
+    raise AttributeError(f"module 'csg_hub' has no attribute {name!r}")
 
 AutoConfig.register(CSGConfig.model_type, CSGConfig, exist_ok=True)
 AutoModel.register(CSGConfig, CSGModel, exist_ok=True)
