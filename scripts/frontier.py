@@ -101,8 +101,8 @@ def dense_points(name: str, runs: Path, dataset, out: Path, redo: bool) -> list[
 
     def recorded() -> dict:
         size = weights.stat().st_size if weights.exists() else 4 * (report["dense_params"] + report["stored_buffers"])
-        return {**base, "storage": "fp32", "bytes": size, "top1": metrics["final"]["top1"],
-                "source": f"{name}/metrics.json"}  # fmt: skip
+        return {**base, "storage": "fp32", "bytes": size, "bytes_estimated": not weights.exists(),
+                "top1": metrics["final"]["top1"], "source": f"{name}/metrics.json"}  # fmt: skip
 
     points = [_point(out, f"{name}__fp32", redo, recorded)]
     if not (folder / "model.safetensors").exists():
@@ -128,7 +128,8 @@ def table(points: list[dict]) -> str:
         twin = dense_fp32.get(p.get("twin") or p["run"])
         ratio = f"{twin['bytes'] / p['bytes']:.1f}x" if twin else ""
         delta = f"{p['top1'] - twin['top1']:+.2f}" if twin and p is not twin else ""
-        lines.append(f"| {p['model']} | {p['run']} | {p['kind']} {p['storage']} | {p['bytes']:,} | {ratio} "
+        size = f"{p['bytes']:,}" + (" (4 B/param, weights not kept)" if p.get("bytes_estimated") else "")
+        lines.append(f"| {p['model']} | {p['run']} | {p['kind']} {p['storage']} | {size} | {ratio} "
                      f"| {p['top1']:.2f}% | {delta} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
