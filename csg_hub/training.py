@@ -42,6 +42,21 @@ class TrainingArguments:
     max_steps: int | None = None  # stop early (smoke tests); the schedule still spans all epochs
 
 
+def add_training_flags(group) -> None:
+    """One `--flag` per `TrainingArguments` field (booleans as `--x/--no-x`) on an argparse group: the
+    scripts that train share one set of recipe flags."""
+    import argparse
+    import dataclasses
+
+    defaults = TrainingArguments()
+    for field in dataclasses.fields(defaults):
+        flag, default = f"--{field.name.replace('_', '-')}", getattr(defaults, field.name)
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            group.add_argument(flag, type=int if default is None else type(default), default=default)
+
+
 def paper_optimizer(model: nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
     """SGD as in the CSG paper; weight decay applies to codes and generator too."""
     return torch.optim.SGD(
@@ -256,6 +271,7 @@ def fit(
 __all__ = [
     "DistillationLoss",
     "TrainingArguments",
+    "add_training_flags",
     "classification_loss",
     "distributed_state",
     "fit",

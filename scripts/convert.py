@@ -48,13 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--train-limit", type=int, default=None)
     d.add_argument("--eval-limit", type=int, default=None)
     t = p.add_argument_group("optimisation (train.py's recipe)")
-    defaults = __import__("csg_hub.training", fromlist=["TrainingArguments"]).TrainingArguments()
-    for field in dataclasses.fields(defaults):
-        flag, default = f"--{field.name.replace('_', '-')}", getattr(defaults, field.name)
-        if isinstance(default, bool):
-            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            t.add_argument(flag, type=int if default is None else type(default), default=default)
+    __import__("csg_hub.training", fromlist=["add_training_flags"]).add_training_flags(t)
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", required=True)
     o.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint")
