@@ -189,3 +189,44 @@ def test_scripts_have_help(name):
         [sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True, check=False
     )
     assert out.returncode == 0 and out.stdout.startswith("usage:"), out.stderr
+
+
+def _run_metrics(folder, command, epochs, top1, config=None, **extra):
+    folder.mkdir(parents=True)
+    config = {"architecture": "resnet18", "slice_size": 12, "code_dim": 72, "generate_pointwise": False,
+              "pointwise_slice_size": 36, "image_size": 28, **(config or {})}  # fmt: skip
+    history = [{"epoch": e + 1, "eval_top1": top1 - (epochs - 1 - e)} for e in range(epochs)]
+    metrics = {"command": command, "config": config, "training": {"epochs": epochs}, "final": {"top1": top1},
+               "history": history, "wall_seconds": 60.0 * max(1, epochs), **extra}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_conversion_report_tables_and_refusals(tmp_path):
+    report = _script("conversion_report")
+    conv = "python scripts/convert.py --parent p --init {init} {more}"
+    runs = [
+        _run_metrics(tmp_path / "kd0", conv.format(init="least_squares", more="--epochs 0"), 0, 47.0,
+                     init="least_squares", loss="kd+labels", parent_top1=91.0),
+        _run_metrics(tmp_path / "rand0", conv.format(init="random", more="--epochs 0"), 0, 10.0,
+                     init="random", loss="kd+labels", parent_top1=91.0),
+        _run_metrics(tmp_path / "kd2", conv.format(init="least_squares", more="--epochs 2"), 2, 90.5,
+                     init="least_squares", loss="kd+labels", parent_top1=91.0),
+        _run_metrics(tmp_path / "scratch2", "python scripts/train.py --csg --epochs 2", 2, 88.25, csg=True,
+                     dense_baseline_top1=91.0),
+        _run_metrics(tmp_path / "abl-ls-kd", conv.format(init="least_squares", more="--train-limit 500 --no-labels"),
+                     1, 70.0, init="least_squares", loss="kd", parent_top1=91.0),
+        _run_metrics(tmp_path / "abl-random-labels", conv.format(init="random", more="--train-limit 500 --alpha 0"),
+                     1, 60.0, init="random", loss="labels", parent_top1=91.0),
+    ]  # fmt: skip
+    text = report.main([*map(str, runs), "--output", str(tmp_path / "out")])
+    assert "| 2 | 90.50 (-0.50) | 88.25 (-2.75) | 2 / 2 |" in text
+    assert "| 0 | 47.00 (-44.00) | 10.00 (-81.00) |" in text
+    assert "500 training images x 1 epoch(s)" in text
+    assert "| least_squares | - | 70.00 | - |" in text and "| random | 60.00 | - | - |" in text
+    assert (tmp_path / "out" / "conversion.png").stat().st_size > 0
+    other = _run_metrics(tmp_path / "s16", "python scripts/train.py --csg", 2, 88.0, {"slice_size": 16}, csg=True)
+    with pytest.raises(SystemExit, match="different CSG settings"):
+        report.main([str(runs[2]), str(other), "--output", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="no metrics.json"):
+        report.main([str(tmp_path / "missing"), "--output", str(tmp_path / "out")])
