@@ -4,7 +4,10 @@ Reads every `RUNS/*/metrics.json` written by `scripts/train.py` and writes a mar
 parameters, ratio, test top-1, delta vs the dense run of the same architecture, epochs, wall time,
 training command) and a PNG of top-1 against stored parameters. With `--export-to DIR`, each CSG
 run is written to `DIR/<run name>/` (config, weights, image processor) with a fresh card (README.md) whose
-`model-index` holds the run's measured test top-1, so `scripts/eval.py` can re-check it.
+`model-index` holds the run's measured test top-1, so `scripts/eval.py` can re-check it. Conversions
+(`scripts/convert.py` runs, e.g. `--runs runs/convert --only kd-ls-5ep --export-name resnet18-csg-from-dense`)
+export the same way, with the parent as dense baseline and `base_model` (a local parent folder
+`runs/zoo/<run>/model` is named `<namespace>/<run>`, as its own export would be).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", default="runs/zoo", help="folder of training runs (one sub-folder per run)")
     p.add_argument("--only", nargs="*", default=None, help="run names to include (default: all)")
     p.add_argument("--exclude", nargs="*", default=(), help="run names to leave out")
-    p.add_argument("--markdown", default="runs/zoo/zoo.md", help="where to write the table")
-    p.add_argument("--plot", default="runs/zoo/zoo.png", help="where to write the PNG ('' for none)")
+    p.add_argument("--markdown", default=None, help="where to write the table (default RUNS/zoo.md; '' for none)")
+    p.add_argument("--plot", default=None, help="where to write the PNG (default RUNS/zoo.png; '' for none)")
     p.add_argument("--export-to", default=None, help="copy CSG runs' model folders here (e.g. model_cards)")
+    p.add_argument("--export-name", default=None, help="folder (and card) name for the export of a single run")
     p.add_argument("--namespace", default="csg-hub", help="Hub namespace the exported cards name")
     p.add_argument("--dataset-id", default="zalando-datasets/fashion_mnist", help="dataset the cards report on")
     p.add_argument(
@@ -43,6 +47,8 @@ def load_runs(folder: Path, only: list[str] | None = None, exclude=()) -> list[d
             continue
         metrics = json.loads(path.read_text())
         metrics["name"] = path.parent.name
+        if "parent" in metrics:  # a conversion: a CSG run whose dense baseline is its parent
+            metrics.update(csg=True, model=metrics["config"]["architecture"], dense_baseline_top1=metrics["parent_top1"])
         runs.append(metrics)
     if not runs:
         raise SystemExit(f"No runs with a metrics.json under {folder}: train some with scripts/train.py first.")
@@ -123,7 +129,18 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, dataset_id: str, note: str) -> list[Path]:
+def _base_model(parent: str | None, namespace: str) -> str | None:
+    """The Hub id a card names as `base_model`: a Hub parent as given; a local parent folder (a run's
+    `model/`) as the repo its own export would be, `<namespace>/<run name>`."""
+    if parent is None or not Path(parent).exists():
+        return parent
+    folder = Path(parent).resolve()
+    return f"{namespace}/{folder.parent.name if folder.name == 'model' else folder.name}"
+
+
+def export(
+    runs: list[dict], runs_folder: Path, target: Path, namespace: str, dataset_id: str, note: str, name: str | None = None
+) -> list[Path]:
     """Write each CSG run as a Hub-ready folder `target/<run name>/`: config.json, model.safetensors (with its
     digest), preprocessor_config.json and a card whose `model-index` holds the run's measured test top-1 on
     `dataset_id`. The model comes from the run's `model/` folder, or, for runs whose folder was not kept,
@@ -136,10 +153,11 @@ def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, da
     from csg_hub.integrity import recorded_digest
 
     exported = []
+    runs = [run for run in runs if run["csg"]]  # dense baselines are not committed: their metrics.json and logs are
+    if name and len(runs) != 1:
+        raise SystemExit(f"--export-name names one export, but {len(runs)} CSG runs are selected: use --only RUN.")
     for run in runs:
-        if not run["csg"]:
-            continue  # dense baselines are not committed: their metrics.json and logs are
-        folder = target / run["name"]
+        folder = target / (name or run["name"])
         source = runs_folder / run["name"] / "model"
         source = source if (source / "model.safetensors").exists() else folder
         if not (source / "model.safetensors").exists():
@@ -161,7 +179,7 @@ def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, da
         final = run["final"]
         card = csg_hub.model_card(
             model,
-            f"{namespace}/{run['name']}",
+            f"{namespace}/{folder.name}",
             results=[
                 csg_hub.accuracy_result(
                     final["top1"], dataset_id, split=run["eval_split"], num_samples=final["num_samples"]
@@ -170,6 +188,7 @@ def export(runs: list[dict], runs_folder: Path, target: Path, namespace: str, da
             checkpoint_bytes=size,
             training_command=run["command"],
             dense_baseline=run.get("dense_baseline_top1"),
+            base_model=_base_model(run.get("parent"), namespace),
             weights_digest=recorded_digest(folder / "model.safetensors"),
             tags=[dataset_id.split("/")[-1]],
             notes=note,
@@ -184,14 +203,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     runs_folder = Path(args.runs)
     runs = load_runs(runs_folder, args.only, args.exclude)
     rows = table_rows(runs)
-    text = markdown(rows)
-    Path(args.markdown).write_text(text)
-    print(text)
+    args.markdown = runs_folder / "zoo.md" if args.markdown is None else args.markdown
+    args.plot = runs_folder / "zoo.png" if args.plot is None else args.plot
+    if args.markdown:
+        text = markdown(rows)
+        Path(args.markdown).write_text(text)
+        print(text)
     if args.plot:
         plot(rows, Path(args.plot))
         print(f"plot: {args.plot}")
     if args.export_to:
-        for folder in export(runs, runs_folder, Path(args.export_to), args.namespace, args.dataset_id, args.note):
+        exported = export(runs, runs_folder, Path(args.export_to), args.namespace, args.dataset_id, args.note, args.export_name)
+        for folder in exported:
             print(f"exported {folder}")
     return rows
 

@@ -151,3 +151,17 @@ def test_convert_script(tmp_path, extra):
     reloaded = csg_hub.CSGForImageClassification.from_pretrained(out / "model")
     assert reloaded.config.base_model == str(tmp_path / "parent")
     assert json.loads((out / "metrics.json").read_text())["init"] == (extra[1] if extra else "least_squares")
+    if not extra:  # the zoo export of a conversion: renamed, the local parent named as the repo its export would be
+        spec = importlib.util.spec_from_file_location("zoo_table", SCRIPTS / "zoo_table.py")
+        zoo_table = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(zoo_table)
+        zoo_table.main(["--runs", str(tmp_path), "--markdown", "", "--plot", "", "--export-to", str(tmp_path / "cards"),
+                        "--export-name", "from-dense", "--namespace", "org", "--dataset-id", "org/fm"])  # fmt: skip
+        card = ModelCard.load(tmp_path / "cards" / "from-dense" / "README.md")
+        assert card.data.base_model == "org/parent" and card.data.model_name == "from-dense"
+        assert card.data.eval_results[0].metric_value == round(metrics["final"]["top1"], 2)
+        assert card.data.eval_results[0].dataset_type == "org/fm"
+        with pytest.raises(SystemExit, match="--export-name names one export"):
+            (tmp_path / "run2").symlink_to(out)
+            zoo_table.main(["--runs", str(tmp_path), "--markdown", "", "--plot", "", "--export-to",
+                            str(tmp_path / "cards"), "--export-name", "x"])  # fmt: skip
