@@ -54,12 +54,13 @@ class SliceGenerator(nn.Module):
     def state_key(self) -> tuple:
         """Identity and version of every parameter: changes whenever one is replaced or written in place.
         Read straight from the parameter dicts: it runs for every generated conv on every cached forward."""
-        key: tuple = ()
-        for module in (self._modules["proj"], self._modules.get("hidden")):
-            if module is not None:
-                for tensor in module._parameters.values():
-                    if tensor is not None:
-                        key += (tensor.data_ptr(), tensor._version, tensor.dtype)
+        weight = self._modules["proj"]._parameters["weight"]
+        key = (weight.data_ptr(), weight._version, weight.dtype)
+        hidden = self._modules.get("hidden")
+        if hidden is not None:
+            for tensor in hidden._parameters.values():
+                if tensor is not None:
+                    key += (tensor.data_ptr(), tensor._version, tensor.dtype)
         return key
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ class GeneratedConv:
     def weight(self) -> torch.Tensor:
         # Under torch.compile / torch.export the filters are part of the graph: the cache below compares
         # data pointers and mutates the module, which would break the graph and force recompiles.
-        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and self._csg_needs_grad()):
+        if (torch.is_grad_enabled() and self._csg_needs_grad()) or torch.compiler.is_compiling():
             return self.generate_weight()
         # Without autograd the filters only change when a parameter is written: key the cache on
         # the tensors' version counters so optimizer steps, load_state_dict and .to() invalidate it.
