@@ -271,3 +271,58 @@ def pixel_statistics(dataset, in_chans: int, max_images: int = 2000) -> tuple[tu
         / 255.0
     )
     return tuple(round(v, 4) for v in pixels.mean(0).tolist()), tuple(round(v, 4) for v in pixels.std(0).tolist())
+
+
+class PreloadedLoader:
+    """`classification_loader`'s batches from a split decoded once into one tensor on `device`.
+
+    A GPU outruns per-image decoding: every image goes through the model's eval transform once (in
+    `num_workers` processes), and training batches get the training augmentation (random crop with
+    `height // 8` padding, horizontal flip) on the device. Same images and labels as `classification_loader`
+    (bit-equal for evaluation; training batches follow the same augmentation distribution, not the same
+    random draws). One process only: data-parallel launches shard through `classification_loader`.
+    """
+
+    def __init__(self, dataset, data_config, batch_size, train=False, seed=0, num_workers=0, num_classes=None,
+                 columns=(None, None), label_map=None, device="cpu") -> None:  # fmt: skip
+        source = classification_loader(dataset, data_config, 512, False, num_workers=num_workers,
+                                       num_classes=num_classes, columns=columns, label_map=label_map)  # fmt: skip
+        pixels, labels = zip(*source)
+        self.device = torch.device(device)
+        self.pixels = torch.cat(pixels).to(self.device)
+        self.labels = torch.cat(labels).to(self.device)
+        self.batch_size, self.train = batch_size, train
+        # padding is black (pixel 0) before normalisation, as in image_transform's RandomCrop
+        mean, std = (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (data_config["mean"], data_config["std"]))
+        self.fill = -mean / std
+        self.padding = max(1, data_config["input_size"][1] // 8)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator, device=self.device) if self.train else None
+        for i in range(len(self)):
+            index = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            if order is None:
+                yield self.pixels[index], self.labels[index]
+            else:
+                chosen = order[index]
+                yield self._augment(self.pixels[chosen]), self.labels[chosen]
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        p = self.padding
+        padded = self.fill.expand(b, c, h + 2 * p, w + 2 * p).clone()
+        padded[:, :, p : p + h, p : p + w] = x
+        rows = torch.randint(0, 2 * p + 1, (b, 1), generator=self.generator, device=self.device)
+        cols = torch.randint(0, 2 * p + 1, (b, 1), generator=self.generator, device=self.device)
+        flip = torch.rand(b, 1, generator=self.generator, device=self.device) < 0.5
+        ys = rows + torch.arange(h, device=self.device)
+        xs = torch.arange(w, device=self.device)
+        xs = cols + torch.where(flip, xs.flip(0), xs)
+        batch = torch.arange(b, device=self.device)[:, None, None]
+        return padded[batch, :, ys[:, :, None], xs[:, None, :]].permute(0, 3, 1, 2).contiguous()

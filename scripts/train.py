@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--image-size", type=int, default=None, help="default: the dataset's own size")
     d.add_argument("--in-chans", type=int, default=None, help="default: 1 for greyscale datasets, else 3")
     d.add_argument("--num-workers", type=int, default=0)
+    d.add_argument("--preload", action="store_true",
+                   help="decode each split once into one tensor on the training device and augment there (keeps a "
+                        "GPU fed; one process only)")  # fmt: skip
     d.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     d.add_argument("--eval-limit", type=int, default=None, help="use only the first N evaluation images")
     t = p.add_argument_group("optimisation (paper recipe: SGD 0.05, momentum 0.9, wd 5e-4)")
@@ -65,7 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
     import csg_hub
-    from csg_hub.data import classification_loader, image_label_columns, load_image_dataset, pixel_statistics
+    from csg_hub.data import (
+        PreloadedLoader,
+        classification_loader,
+        image_label_columns,
+        load_image_dataset,
+        pixel_statistics,
+    )
     from csg_hub.evaluation import evaluate
     from csg_hub.integrity import recorded_digest
     from csg_hub.training import TrainingArguments, distributed_state, fit
@@ -114,8 +124,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     training = TrainingArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments)})
     data_config = config.data_config
-    train_loader = classification_loader(train_set, data_config, training.batch_size, True, args.seed, args.num_workers)
-    eval_loader = classification_loader(eval_set, data_config, 256, num_workers=args.num_workers)
+    make_loader = classification_loader
+    if args.preload:
+        if state.num_processes > 1:
+            raise SystemExit("--preload keeps a whole split on one device: launch one process, or drop --preload.")
+        make_loader = functools.partial(PreloadedLoader, device=state.device)
+    train_loader = make_loader(train_set, data_config, training.batch_size, True, args.seed, args.num_workers)
+    eval_loader = make_loader(eval_set, data_config, 256, num_workers=args.num_workers)
     output_dir = Path(args.output_dir or f"runs/{args.model}-{'csg' if args.csg else 'dense'}")
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -54,3 +54,29 @@ def test_csg_resnet18_learns_fashion_mnist_and_reloads(tmp_path):
     assert reloaded["top1"] == trained["top1"] and reloaded["loss"] == pytest.approx(trained["loss"], abs=1e-6)
     dense = evaluate(model.to_timm(), test_loader, progress=False)
     assert dense["top1"] == pytest.approx(trained["top1"], abs=0.1)
+
+
+def test_preloaded_loader_matches_the_per_image_loader():
+    from csg_hub.data import PreloadedLoader, classification_loader, fashion_mnist_dataset_dict
+
+    split = fashion_mnist_dataset_dict(limit=300)["train"]
+    data_config = {"input_size": (1, 32, 32), "mean": (0.3,), "std": (0.35,), "interpolation": "bilinear"}
+    per_image = [*classification_loader(split, data_config, 128)]
+    preloaded = PreloadedLoader(split, data_config, 128)
+    assert len(preloaded) == len(per_image) == 3  # evaluation keeps the last, partial batch
+    for (a, la), (b, lb) in zip(per_image, preloaded):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+    train = PreloadedLoader(split, data_config, 64, train=True, seed=1)
+    assert len(train) == 300 // 64
+    batches = [*train]
+    assert all(x.shape == (64, 1, 32, 32) for x, _ in batches)
+    # each augmented image is a flipped-or-not 32x32 window of the image padded by 4 with black (0 -> -0.3/0.35)
+    x, labels = batches[0]
+    padded = torch.nn.functional.pad(preloaded.pixels, (4, 4, 4, 4), value=-0.3 / 0.35)
+    for image, label in zip(x[:8], labels[:8]):
+        windows = [w for i in range(len(padded)) if preloaded.labels[i] == label for dy in range(9) for dx in range(9)
+                   for w in (padded[i, :, dy : dy + 32, dx : dx + 32], padded[i, :, dy : dy + 32, dx : dx + 32].flip(-1))]  # fmt: skip
+        assert any(torch.allclose(image, w, rtol=0, atol=1e-6) for w in windows)
+    again = [*PreloadedLoader(split, data_config, 64, train=True, seed=1)]
+    assert torch.equal(again[0][0], x) and not torch.equal(batches[1][0], x[: len(batches[1][0])])

@@ -112,8 +112,10 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     assert metrics["final"]["num_samples"] == 256 and "python scripts/train.py" in metrics["command"]
 
     # the zoo workflow on these runs: table against a dense run, export, and eval.py re-checks the card
+    # (the dense run decodes its data once into tensors: --preload, the GPU path, through fit and evaluation)
     dense = _script("train").main(["--dataset", str(tmp_path / "data"), "--batch-size", "64", "--epochs", "1",
-                                   "--output-dir", str(tmp_path / "dense")])  # fmt: skip
+                                   "--preload", "--output-dir", str(tmp_path / "dense")])  # fmt: skip
+    assert dense["final"]["num_samples"] == 256 and len(dense["history"]) == 1
     (tmp_path / "zoo").mkdir()
     for name in ("run", "dense"):
         (tmp_path / name).rename(tmp_path / "zoo" / name)
