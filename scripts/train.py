@@ -80,6 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
     from csg_hub.integrity import recorded_digest
     from csg_hub.training import TrainingArguments, distributed_state, fit
 
+    # read before training, so that a wrong path fails now rather than after the run
+    dense_baseline = None
+    if args.dense_baseline:
+        try:
+            dense_baseline = json.loads(Path(args.dense_baseline).read_text())["final"]["top1"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise SystemExit(f"--dense-baseline {args.dense_baseline}: not a finished run's metrics.json ({err!r}).") from err
     state = distributed_state()
     print(f"process {state.process_index} of {state.num_processes} ({state.distributed_type.name}, "
           f"backend {state.backend})", flush=True)  # fmt: skip
@@ -147,7 +154,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     model_dir = output_dir / "model"
     final_stored = None
-    dense_baseline = json.loads(Path(args.dense_baseline).read_text())["final"]["top1"] if args.dense_baseline else None
     if args.csg:
         model.save_pretrained(model_dir)
         if args.storage_dtype != "float32":

@@ -173,6 +173,14 @@ def test_class_count_mismatch(tmp_path):
         _script("eval").main(["--model", str(model_dir), "--dataset", str(tmp_path / "two")])
 
 
+def test_missing_dense_baseline_fails_before_training(tmp_path):
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "metrics.json").write_text("{}")
+    for path in (tmp_path / "absent.json", tmp_path / "unfinished" / "metrics.json"):
+        with pytest.raises(SystemExit, match="--dense-baseline .*not a finished run's metrics.json"):
+            _script("train").main(["--csg", "--dense-baseline", str(path), "--dataset", "never/loaded"])
+
+
 def test_bench_smoke(tmp_path):
     tiny = "--architectures resnet18 --precisions fp32 --repeats 1 --steps 1 --inference-batches 2 --train-batch 4"
     results = _script("bench").main([*tiny.split(), "--output", str(tmp_path / "bench.json")])
