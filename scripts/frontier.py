@@ -140,26 +140,28 @@ def plot(points: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    markers = {"dense": "s", "csg": "o"}
-    for model in sorted({p["model"] for p in points}):
-        color = None
-        for kind in ("dense", "csg"):
-            chosen = sorted((p for p in points if p["model"] == model and p["kind"] == kind), key=lambda p: p["bytes"])
-            if not chosen:
-                continue
-            line = ax.plot([p["bytes"] for p in chosen], [p["top1"] for p in chosen], markers[kind],
-                           label=f"{model} {kind}", color=color, alpha=0.85)[0]  # fmt: skip
-            color = line.get_color()
-            for p in chosen:
-                ax.annotate(p["storage"] if kind == "dense" else f"{p['run'].removeprefix(model + '-')} {p['storage']}",
-                            (p["bytes"], p["top1"]), fontsize=5.5, xytext=(3, 3), textcoords="offset points",
-                            color=color)  # fmt: skip
+    # colour = run, marker = storage (no text labels: the points of one run sit too close for them)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    shapes = {"fp32": "o", "float32": "o", "fp16": "^", "float16/all": "^", "int8/csg": "v", "int8": "s",
+              "int8/all": "s", "int4": "D"}  # fmt: skip
+    for i, run in enumerate(sorted({p["run"] for p in points})):
+        chosen = sorted((p for p in points if p["run"] == run), key=lambda p: p["bytes"])
+        color = plt.cm.tab20(i % 20)
+        dense = chosen[0]["kind"] == "dense"
+        ax.plot([p["bytes"] for p in chosen], [p["top1"] for p in chosen], "-" if not dense else ":", color=color,
+                lw=0.8, alpha=0.7, label=run)  # fmt: skip
+        for p in chosen:
+            ax.plot(p["bytes"], p["top1"], shapes.get(p["storage"], "x"), color=color, ms=6,
+                    mfc="none" if dense else color)  # fmt: skip
+    for storage, shape in (("fp32", "o"), ("fp16", "^"), ("int8 (CSG: codes + generators)", "v"),
+                           ("int8 (CSG: every matrix)", "s"), ("int4", "D")):  # fmt: skip
+        ax.plot([], [], shape, color="grey", label=storage)
     ax.set_xscale("log")
     ax.set_xlabel("bytes on disk (log scale)")
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5), title="run (hollow: dense) / storage",
+              title_fontsize=7)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 
