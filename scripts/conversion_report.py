@@ -75,6 +75,20 @@ def schedule_table(rows: list[dict], parent: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def epochs_to_match(rows: list[dict]) -> str:
+    """For each distillation schedule: the shortest from-scratch schedule run that reaches its top-1."""
+    full = [r for r in rows if r["train_limit"] is None and r["epochs"] > 0]
+    scratch = sorted((r for r in full if r["method"] == "scratch"), key=lambda r: r["epochs"])
+    lines = []
+    for d in sorted((r for r in full if r["method"] == "distilled"), key=lambda r: r["epochs"]):
+        match = next((r for r in scratch if r["top1"] >= d["top1"]), None)
+        longest = f"{scratch[-1]['epochs']} epochs, {scratch[-1]['top1']:.2f}%" if scratch else "none run"
+        lines.append(f"- {d['epochs']} epoch(s) distilled, {d['top1']:.2f}%: " + (
+            f"from scratch reaches it in {match['epochs']} epochs ({match['top1']:.2f}%)" if match
+            else f"no from-scratch schedule run reaches it (longest: {longest})"))  # fmt: skip
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def ablation_table(rows: list[dict]) -> str:
     abl = [r for r in rows if r["train_limit"] is not None]
     if not abl:
@@ -137,6 +151,7 @@ def main(argv: list[str] | None = None) -> str:
     sizes = sorted({r["image_size"] for r in rows})
     text = f"Dense parent: {parent:.2f}% test top-1; inputs {', '.join(f'{s}x{s}' for s in sizes)}.\n\n"
     text += schedule_table(rows, parent)
+    text += "\n" + epochs_to_match(rows)
     if reference:
         text += (f"\nReference: {reference['run']} ({reference['epochs']} epochs at {reference['image_size']}x"
                  f"{reference['image_size']}), {reference['top1']:.2f}%.\n")

@@ -232,6 +232,7 @@ def test_conversion_report_tables_and_refusals(tmp_path):
     text = report.main([*map(str, runs), "--output", str(tmp_path / "out")])
     assert "| 2 | 90.50 (-0.50) | 88.25 (-2.75) | 2 / 2 |" in text
     assert "| 0 | 47.00 (-44.00) | 10.00 (-81.00) |" in text
+    assert "- 2 epoch(s) distilled, 90.50%: no from-scratch schedule run reaches it (longest: 2 epochs, 88.25%)" in text
     assert "500 training images x 1 epoch(s)" in text
     assert "| least_squares | - | 70.00 | - |" in text and "| random | 60.00 | - | - |" in text
     assert (tmp_path / "out" / "conversion.png").stat().st_size > 0
