@@ -190,8 +190,12 @@ def export(
             dense_baseline=run.get("dense_baseline_top1"),
             base_model=_base_model(run.get("parent"), namespace),
             weights_digest=recorded_digest(folder / "model.safetensors"),
-            tags=[dataset_id.split("/")[-1]],
-            notes=note,
+            tags=[dataset_id.split("/")[-1], *(["distillation"] if run.get("parent") else [])],
+            notes=note + (
+                f" Converted from the dense parent `{run['parent']}` (`from_dense`, init {run['init']}) and trained "
+                f"{run['training']['epochs']} epochs against it by knowledge distillation (loss: {run['loss']})."
+                if run.get("parent") else ""
+            ),
         )
         card.save(folder / "README.md")
         exported.append(folder)
