@@ -111,7 +111,7 @@ def plot(rows: list[dict], parent: float, reference: dict | None, path: Path) ->
 
     # two panels: the whole range (epoch 0 starts near chance) and a zoom on the trained end
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    trained = [r["top1"] for r in rows if r["epochs"] > 0]
+    trained = [r["top1"] for r in rows if r["epochs"] > 0 and r["train_limit"] is None and r["method"] in METHODS]
     top = max([parent, *(r["top1"] for r in rows)] + ([reference["top1"]] if reference else []))
     for ax, low in zip(axes, (0.0, (min(trained) - 2) if trained else 0.0)):
         for method, label in METHODS.items():
