@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .image_processing import image_transform, to_mode
+from .image_processing import crop_padding, image_transform, to_mode
 
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = [
@@ -295,7 +295,7 @@ class PreloadedLoader:
         # padding is black (pixel 0) before normalisation, as in image_transform's RandomCrop
         mean, std = (torch.tensor(v, device=self.device).view(1, -1, 1, 1) for v in (data_config["mean"], data_config["std"]))
         self.fill = -mean / std
-        self.padding = max(1, data_config["input_size"][1] // 8)
+        self.padding = crop_padding(data_config["input_size"][1])
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __len__(self) -> int:

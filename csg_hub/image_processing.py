@@ -29,6 +29,11 @@ def to_mode(image, mode: str):
     return image if image.mode == mode else image.convert(mode)
 
 
+def crop_padding(height: int) -> int:
+    """Padding of the training augmentation's random crop (black borders, as in the paper's recipe)."""
+    return max(1, height // 8)
+
+
 def image_transform(data_config: dict, train: bool = False):
     """PIL image -> normalised tensor for a model's timm-style data config (`input_size`, `mean`, `std`,
     `interpolation`, `crop_pct`).
@@ -58,7 +63,7 @@ def image_transform(data_config: dict, train: bool = False):
     if scaled != (height, width):
         steps.append(v2.CenterCrop((height, width)))
     if train:
-        steps += [v2.RandomCrop((height, width), padding=max(1, height // 8)), v2.RandomHorizontalFlip()]
+        steps += [v2.RandomCrop((height, width), padding=crop_padding(height)), v2.RandomHorizontalFlip()]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data_config["mean"]), list(data_config["std"]))]
     return v2.Compose(steps)
 

@@ -132,7 +132,12 @@ def plot(rows: list[dict], path: Path) -> None:
 def _base_model(parent: str | None, namespace: str) -> str | None:
     """The Hub id a card names as `base_model`: a Hub parent as given; a local parent folder (a run's
     `model/`) as the repo its own export would be, `<namespace>/<run name>`."""
-    if parent is None or not Path(parent).exists():
+    if parent is None:
+        return None
+    if not Path(parent).exists():
+        if parent.startswith((".", "/")) or parent.count("/") != 1:
+            raise SystemExit(f"The conversion's parent {parent!r} is neither a folder here nor a Hub repo id: run the "
+                             "export from the folder the conversion ran in.")  # fmt: skip
         return parent
     folder = Path(parent).resolve()
     return f"{namespace}/{folder.parent.name if folder.name == 'model' else folder.name}"

@@ -165,3 +165,11 @@ def test_convert_script(tmp_path, extra):
             (tmp_path / "run2").symlink_to(out)
             zoo_table.main(["--runs", str(tmp_path), "--markdown", "", "--plot", "", "--export-to",
                             str(tmp_path / "cards"), "--export-name", "x"])  # fmt: skip
+        # a parent that is neither a folder here nor a repo id cannot be named as base_model
+        (tmp_path / "moved" / "run").mkdir(parents=True)
+        (tmp_path / "moved" / "run" / "model").symlink_to(out / "model")
+        moved = {**json.loads((out / "metrics.json").read_text()), "parent": "runs/zoo/gone/model"}
+        (tmp_path / "moved" / "run" / "metrics.json").write_text(json.dumps(moved))
+        with pytest.raises(SystemExit, match="neither a folder here nor a Hub repo id"):
+            zoo_table.main(["--runs", str(tmp_path / "moved"), "--markdown", "", "--plot", "", "--export-to",
+                            str(tmp_path / "cards2")])  # fmt: skip
