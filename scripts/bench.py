@@ -6,8 +6,9 @@ the ratio of medians to the dense variant. Measured:
 
 - training step (forward, backward, SGD step) at batch 128, 28x28 greyscale, 10 classes, and, as the
   floor any CSG implementation has, the dense step plus the generator's GEMMs alone;
-- inference latency at batch 1 and 64: dense timm model, CSG generating its filters on every forward,
-  CSG in eval mode with cached filters, and the CSG model's `to_timm()` export;
+- inference latency at batch 1 and 64: dense timm model and transformers' TimmWrapper of it, CSG generating
+  its filters on every forward, CSG in eval mode with cached filters (the transformers classifier, and the
+  timm model inside it, each against its dense twin), and the CSG model's `to_timm()` export;
 - `from_pretrained` wall time (transformers, local folder) and checkpoint bytes, dense (TimmWrapper
   folder written by `csg_hub.save_timm`) vs CSG; and the cost of csg-hub's strict, verified loading
   against transformers' plain `PreTrainedModel.from_pretrained` of the same CSG folder, for a local file
@@ -64,8 +65,12 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int, steps: 
         fn()
         fn()
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
+    names = list(variants)
+    for round_ in range(repeats):
+        # a different variant goes first each round: the one after a cache-thrashing variant (or first
+        # after a pause) runs slower, and a fixed order would charge that to the same variant every time
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            fn = variants[name]
             start = time.perf_counter()
             for _ in range(steps):
                 fn()
@@ -161,6 +166,7 @@ def generator_work(model, precision: str) -> Callable[[], None]:
 def bench_inference(args, architecture: str, batch: int) -> dict:
     import timm
     import torch
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
     import csg_hub
     from csg_hub.layers.reparameterize import clear_filter_cache
@@ -169,14 +175,20 @@ def bench_inference(args, architecture: str, batch: int) -> dict:
     x = torch.randn(batch, 1, args.image_size, args.image_size)
     csg = csg_hub.CSGForImageClassification(csg_config(architecture, args.image_size)).eval()
     dense = timm.create_model(architecture, num_classes=10, in_chans=1).eval()
+    # transformers' own model for a dense timm network: what a transformers user's dense twin costs, including
+    # the ModelOutput every transformers classifier builds (~20 us a call here, 0.4% of a batch-1 28x28 forward)
+    dense_transformers = TimmWrapperForImageClassification(
+        TimmWrapperConfig(architecture=architecture, num_labels=10, model_args={"in_chans": 1})
+    ).eval()
     exported = csg.to_timm().eval()
 
     def regenerate():
         clear_filter_cache(csg)
         return csg(x)
 
-    variants = {"dense": lambda: dense(x), "csg_generate": regenerate, "csg_cached": lambda: csg(x),
-                "csg_to_timm": lambda: exported(x)}  # fmt: skip
+    variants = {"dense": lambda: dense(x), "dense_transformers": lambda: dense_transformers(x),
+                "csg_generate": regenerate, "csg_cached": lambda: csg(x),
+                "csg_timm_model_cached": lambda: csg.timm_model(x), "csg_to_timm": lambda: exported(x)}  # fmt: skip
     if args.compile:
         dense_compiled = torch.compile(dense)
         # compiled, the filters are part of the graph (no cache): `to_timm()` is the compiled-inference path
@@ -185,7 +197,13 @@ def bench_inference(args, architecture: str, batch: int) -> dict:
                         csg_to_timm_compiled=lambda: timm_compiled(x))  # fmt: skip
     with torch.inference_mode():
         samples = interleaved(variants, args.repeats, max(args.steps, 10 if batch == 1 else 3))
-    return summarize(samples, "dense")
+    summary = summarize(samples, "dense")
+    # like for like: the CSG classifier against transformers' dense classifier, the CSG timm model (inside it)
+    # against the dense timm model
+    for name, twin in (("csg_cached", "dense_transformers"), ("csg_timm_model_cached", "dense")):
+        summary[name]["vs_twin"] = summary[name]["median_ms"] / summary[twin]["median_ms"]
+        summary[name]["twin"] = twin
+    return summary
 
 
 def _as_hub_cache(folder: Path, cache: Path) -> Path:
@@ -274,6 +292,7 @@ def markdown(results: dict) -> str:
         for key, rows in results.get(section, {}).items():
             for variant, r in rows.items():
                 vs_plain = f" ({r['vs_plain']:.3f}x plain transformers)" if "vs_plain" in r else ""
+                vs_plain += f" ({r['vs_twin']:.3f}x {r['twin']})" if "vs_twin" in r else ""
                 lines.append(
                     f"| {section} {key.split('/', 1)[1]} | {key.split('/')[0]} | {variant} | {r['median_ms']:.1f} "
                     f"| {r['min_ms']:.1f}-{r['max_ms']:.1f} | {r['ratio']:.3f}x{vs_plain} |"

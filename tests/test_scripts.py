@@ -184,7 +184,11 @@ def test_missing_dense_baseline_fails_before_training(tmp_path):
 def test_bench_smoke(tmp_path):
     tiny = "--architectures resnet18 --precisions fp32 --repeats 1 --steps 1 --inference-batches 2 --train-batch 4"
     results = _script("bench").main([*tiny.split(), "--output", str(tmp_path / "bench.json")])
-    assert set(results["inference"]["resnet18/latency b2"]) == {"dense", "csg_generate", "csg_cached", "csg_to_timm"}
+    inference = results["inference"]["resnet18/latency b2"]
+    assert set(inference) == {"dense", "dense_transformers", "csg_generate", "csg_cached", "csg_timm_model_cached",
+                              "csg_to_timm"}  # fmt: skip
+    assert inference["csg_cached"]["twin"] == "dense_transformers"
+    assert inference["csg_cached"]["vs_twin"] > 0
     loading = results["loading"]["resnet18/from_pretrained"]
     assert loading["csg"]["checkpoint_bytes"] * 10 < loading["dense"]["checkpoint_bytes"]
     training = results["training"]["resnet18/step b4 fp32"]
