@@ -1,8 +1,8 @@
 """Speed and size of CSG models against their dense twins, measured side by side in one process.
 
-Every comparison runs its variants interleaved (dense, CSG, dense, CSG, ...) for several repeats, so
-that machine load drifts hit all of them alike; each row gives the median, the spread (min-max) and
-the ratio of medians to the dense variant. Measured:
+Every comparison runs its variants interleaved (each round in a new, seeded random order) for several
+repeats, so that machine load drifts and cache effects hit all of them alike; each row gives the median,
+the spread (min-max) and the ratio of medians to the dense variant. Measured:
 
 - training step (forward, backward, SGD step) at batch 128, 28x28 greyscale, 10 classes, and, as the
   floor any CSG implementation has, the dense step plus the generator's GEMMs alone;
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import tempfile
 import time
@@ -60,16 +61,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def interleaved(variants: dict[str, Callable[[], object]], repeats: int, steps: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant, one sample per round; variants alternate within each round."""
+    """Seconds per call of each variant, one sample per round; variants alternate within each round, in a
+    shuffled (seeded) order."""
     for fn in variants.values():  # warm-up: allocator, oneDNN primitive caches, filter caches
         fn()
         fn()
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for round_ in range(repeats):
-        # a different variant goes first each round: the one after a cache-thrashing variant (or first
-        # after a pause) runs slower, and a fixed order would charge that to the same variant every time
-        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+    order = random.Random(0)
+    for _ in range(repeats):
+        # a new order every round: a variant run right after a cache-thrashing one (or first after a pause)
+        # runs slower, and a fixed (or merely rotated) order charges that to the same variant every time
+        for name in order.sample(list(variants), len(variants)):
             fn = variants[name]
             start = time.perf_counter()
             for _ in range(steps):
