@@ -293,11 +293,11 @@ def markdown(results: dict) -> str:
     for section in ("training", "inference", "loading"):
         for key, rows in results.get(section, {}).items():
             for variant, r in rows.items():
-                vs_plain = f" ({r['vs_plain']:.3f}x plain transformers)" if "vs_plain" in r else ""
-                vs_plain += f" ({r['vs_twin']:.3f}x {r['twin']})" if "vs_twin" in r else ""
+                against = f" ({r['vs_plain']:.3f}x plain transformers)" if "vs_plain" in r else ""
+                against += f" ({r['vs_twin']:.3f}x {r['twin']})" if "vs_twin" in r else ""
                 lines.append(
                     f"| {section} {key.split('/', 1)[1]} | {key.split('/')[0]} | {variant} | {r['median_ms']:.1f} "
-                    f"| {r['min_ms']:.1f}-{r['max_ms']:.1f} | {r['ratio']:.3f}x{vs_plain} |"
+                    f"| {r['min_ms']:.1f}-{r['max_ms']:.1f} | {r['ratio']:.3f}x{against} |"
                 )
     if results.get("loading"):
         lines += ["", "| checkpoint | dense bytes | CSG bytes | ratio |", "|---|---:|---:|---:|"]
