@@ -18,7 +18,7 @@ BIG="--epochs 3 --dataset data/fashion_mnist --image-size 32 --bf16 --label-smoo
 # resnet18 step 50x slower (56 s vs 1.05 s, batch 128, one thread), and 10 fp32 epochs take ~85 min there
 R18_28="--epochs 10 --dataset data/fashion_mnist --image-size 28 --label-smoothing 0.1"
 # resnet50 to convergence on this CPU (issue 16): 15 epochs at 32x32 in fp32 (bf16 autocast is 50x slower on
-# this AVX2-only CPU), data preloaded as one tensor; ~1.0 s/step with 2 threads (measured 2026-11-30): one run
+# this AVX2-only CPU), data preloaded as one tensor; ~1.0-1.1 s/step with 2 threads (runs/bench/probes/r50.log): one run
 # per session with both cores, OMP_NUM_THREADS=2, dense first (the CSG runs read its metrics.json)
 R50_32="--epochs 15 --dataset data/fashion_mnist --image-size 32 --label-smoothing 0.1 --preload"
 R50_BASE="--dense-baseline runs/zoo/resnet50-dense-32px-15ep/metrics.json"
