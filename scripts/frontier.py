@@ -4,7 +4,8 @@ For each CSG model folder (`--models`): float32 (the run's measured top-1, from 
 checkpoint saved as float16 (every weight matrix), int8 (codes and generators) and int8 (every weight
 matrix), each reloaded through `from_pretrained` (dequantized) and evaluated on the test split. For each
 dense twin whose weights are on disk (`runs/zoo/<run>/model`): float32, and round trips through fp16,
-int8 and int4 (per-channel, `csg_hub.vae.baselines`); a dense twin without weights contributes its
+int8 and int4 (per-channel, `csg_hub.vae.baselines`); a dense twin without weights contributes the points
+measured while they were on disk (`--dense-runs` measures a dense run before its CSG twins exist), else its
 float32 point from its metrics.json (bytes = 4 x (parameters + buffers)). One JSON per point in
 `--output/points/`, a markdown table and a PNG (log-scale bytes).
 """
@@ -24,7 +25,10 @@ DENSE_SCHEMES = ("fp16", "int8", "int4")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, help="CSG model folders (each named after its run)")
+    p.add_argument("--models", nargs="*", default=[], help="CSG model folders (each named after its run)")
+    p.add_argument("--dense-runs", nargs="*", default=[],
+                   help="dense runs to measure as well, e.g. right after training while their weights are on disk "
+                        "(their CSG twins are trained later; points already measured are reused)")  # fmt: skip
     p.add_argument("--runs", default="runs/zoo", help="training runs (metrics.json per run)")
     p.add_argument("--dataset", default="data/fashion_mnist", help="evaluation dataset (Hub id or folder)")
     p.add_argument("--split", default="test")
@@ -48,8 +52,12 @@ def _evaluate(model, data_config, dataset, batch_size: int = 256) -> dict:
     return evaluate(model, classification_loader(dataset, data_config, batch_size))
 
 
+def _point_path(out: Path, name: str) -> Path:
+    return out / "points" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.json"
+
+
 def _point(out: Path, name: str, redo: bool, measure) -> dict:
-    path = out / "points" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.json"
+    path = _point_path(out, name)
     if path.exists() and not redo:
         return json.loads(path.read_text())
     point = {"name": name, **measure()}
@@ -104,10 +112,12 @@ def dense_points(name: str, runs: Path, dataset, out: Path, redo: bool) -> list[
         return {**base, "storage": "fp32", "bytes": size, "bytes_estimated": not weights.exists(),
                 "top1": metrics["final"]["top1"], "source": f"{name}/metrics.json"}  # fmt: skip
 
+    # without the weights, points measured while they were on disk are kept, even under --redo
+    redo = redo and weights.exists()
     points = [_point(out, f"{name}__fp32", redo, recorded)]
-    if not (folder / "model.safetensors").exists():
-        return points  # its weights were not kept: float32 only
     for scheme in DENSE_SCHEMES:
+        if not weights.exists() and not _point_path(out, f"{name}__{scheme}").exists():
+            continue  # weights not kept and never measured while they were: float32 only
 
         def measure(scheme=scheme) -> dict:
             model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
@@ -168,13 +178,18 @@ def plot(points: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    if not args.models and not args.dense_runs:
+        raise SystemExit("Nothing to measure: name CSG model folders (--models) and/or dense runs (--dense-runs).")
     from csg_hub.data import load_image_dataset
 
     dataset = load_image_dataset(args.dataset, args.split)
     if args.limit:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
     runs, out = Path(args.runs), Path(args.output)
-    points, twins = [], set()
+    missing = [name for name in args.dense_runs if not (runs / name / "metrics.json").exists()]
+    if missing:
+        raise SystemExit(f"--dense-runs {' '.join(missing)}: no metrics.json under {runs}/<run>/ (a finished run?).")
+    points, twins = [], set(args.dense_runs)
     for folder in map(Path, args.models):
         run_metrics = runs / folder.name / "metrics.json"
         if not run_metrics.exists():
