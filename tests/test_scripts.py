@@ -193,8 +193,23 @@ def test_bench_smoke(tmp_path):
     assert loading["csg"]["checkpoint_bytes"] * 10 < loading["dense"]["checkpoint_bytes"]
     training = results["training"]["resnet18/step b4 fp32"]
     assert training["dense"]["ratio"] == 1.0
-    assert set(training) == {"dense", "csg", "csg_all_convs", "dense+generator_gemms"}
+    assert training["dense"]["paired_ratio"] == training["dense"]["min_ratio"] == 1.0
+    assert set(training) == {"dense", "csg", "csg_all_convs", "dense+generator_gemms",
+                             "dense+generator_gemms_all_convs"}  # fmt: skip
     assert "| training step b4 fp32 | resnet18 | csg |" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_ratios_of_medians_minimums_and_pairs():
+    summarize = _script("bench").summarize
+    # the same 10% slower in every round, under load that varies from round to round: all three agree
+    steady = summarize({"dense": [1.0, 2.0, 1.5], "csg": [1.1, 2.2, 1.65]}, "dense")["csg"]
+    assert steady["ratio"] == pytest.approx(1.1) and steady["min_ratio"] == pytest.approx(1.1)
+    assert steady["paired_ratio"] == pytest.approx(1.1)
+    # two rounds, each variant hit by load once: the estimators differ, each as defined
+    noisy = summarize({"dense": [1.0, 4.0], "csg": [2.0, 2.0]}, "dense")["csg"]
+    assert noisy["ratio"] == pytest.approx(2.0 / 2.5)
+    assert noisy["min_ratio"] == pytest.approx(2.0)
+    assert noisy["paired_ratio"] == pytest.approx((2.0 + 0.5) / 2)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))
