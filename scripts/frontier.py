@@ -25,7 +25,10 @@ DENSE_SCHEMES = ("fp16", "int8", "int4")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--models", nargs="*", default=[], help="CSG model folders (each named after its run)")
+    p.add_argument("--models", nargs="*", default=[],
+                   help="CSG model folders (their cards' training command names the run; else the folder's name)")
+    p.add_argument("--cards", default=None,
+                   help="measure every CSG folder under this folder whose training run is under --runs (e.g. model_cards)")
     p.add_argument("--dense-runs", nargs="*", default=[],
                    help="dense runs to measure as well, e.g. right after training while their weights are on disk "
                         "(their CSG twins are trained later; points already measured are reused)")  # fmt: skip
@@ -38,11 +41,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _option(command: str, option: str) -> str | None:
+    """The value a training command gives `option`, read as argparse reads it (the last one wins)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(option)
+    return getattr(parser.parse_known_args(shlex.split(command))[0], option.lstrip("-").replace("-", "_"))
+
+
 def _dense_run(csg_run: dict) -> str | None:
-    args = shlex.split(csg_run["command"])
-    if "--dense-baseline" not in args:
-        return None
-    return Path(args[args.index("--dense-baseline") + 1]).parent.name
+    baseline = _option(csg_run["command"], "--dense-baseline")
+    return Path(baseline).parent.name if baseline else None
 
 
 def _evaluate(model, data_config, dataset, batch_size: int = 256) -> dict:
@@ -50,6 +58,27 @@ def _evaluate(model, data_config, dataset, batch_size: int = 256) -> dict:
     from csg_hub.evaluation import evaluate
 
     return evaluate(model, classification_loader(dataset, data_config, batch_size))
+
+
+def run_name(folder: Path) -> str:
+    """The training run a model folder came from: the `--output-dir` of the training command its card
+    records (a flagship export such as `resnet50-csg` is named for the Hub, not after its run), else the
+    folder's name."""
+    from huggingface_hub import ModelCard
+
+    from csg_hub.hub.cards import card_fields
+
+    readme = folder / "README.md"
+    command = card_fields(ModelCard.load(readme)).get("training_command") if readme.exists() else None
+    output_dir = _option(command, "--output-dir") if command else None
+    return Path(output_dir).name if output_dir else folder.name
+
+
+def zoo_folders(cards: Path, runs: Path) -> list[Path]:
+    """The CSG folders under `cards` whose training run has a metrics.json under `runs` (conversions have
+    their own runs folder and table)."""
+    folders = [f for f in sorted(cards.iterdir()) if (f / "config.json").exists()]
+    return [f for f in folders if (runs / run_name(f) / "metrics.json").exists()]
 
 
 def _point_path(out: Path, name: str) -> Path:
@@ -67,31 +96,72 @@ def _point(out: Path, name: str, redo: bool, measure) -> dict:
     return point
 
 
-def csg_points(folder: Path, run: dict, dataset, out: Path, redo: bool) -> list[dict]:
+def _trained_weights(folder: Path, run: dict, runs: Path) -> Path | None:
+    """The run's float32 weights when the folder stores fewer bits: the resume checkpoint of its last epoch
+    (`train.py` keeps it in `<run>/checkpoint/`, git-ignored), else None."""
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("storage_dtype", "float32") == "float32":
+        return None
+    checkpoint = runs / run["name"] / "checkpoint"
+    if not (checkpoint / "model.safetensors").exists():
+        return None
+    epoch = json.loads((checkpoint / "progress.json").read_text())["epoch"]
+    if epoch != len(run["history"]):
+        raise SystemExit(f"{checkpoint} holds epoch {epoch}, but the run {run['name']} trained {len(run['history'])}.")
+    return checkpoint / "model.safetensors"
+
+
+def csg_points(folder: Path, run: dict, dataset, out: Path, redo: bool, runs: Path) -> list[dict]:
+    """The run in float32 (its trained top-1 from metrics.json) and each `CSG_SETTINGS` storage, measured.
+    A folder stored in fewer bits than float32 is measured from the run's float32 weights when they are on
+    disk; without them only its own storage is measured (rounding rounded weights again would not show what
+    that storage costs the trained model)."""
+    from safetensors.torch import load_file
+
     import csg_hub
+    from csg_hub.training import load_into
 
     base = {"run": run["name"], "model": run["model"], "kind": "csg", "folder": str(folder)}
+    stored_as = json.loads((folder / "config.json").read_text())
+    stored_as = (stored_as.get("storage_dtype", "float32"), stored_as.get("storage_scope", "csg"))
+    trained = _trained_weights(folder, run, runs)
+
+    def model_in(dtype: str, scope: str):
+        model = csg_hub.CSGForImageClassification.from_pretrained(folder)
+        if trained is not None:
+            load_into(model, load_file(trained), f"the float32 weights of {run['name']} ({trained})")
+        model.config.storage_dtype, model.config.storage_scope = dtype, scope
+        return model
 
     def recorded() -> dict:
-        size = (folder / "model.safetensors").stat().st_size
+        with tempfile.TemporaryDirectory() as tmp:  # the bytes of a float32 checkpoint do not depend on the values
+            model_in("float32", "csg").save_pretrained(tmp)
+            size = (Path(tmp) / "model.safetensors").stat().st_size
         return {**base, "storage": "float32", "bytes": size, "top1": run["final"]["top1"],
                 "source": f"{run['name']}/metrics.json"}  # fmt: skip
 
     points = [_point(out, f"{run['name']}__float32", redo, recorded)]
     for dtype, scope in CSG_SETTINGS:
+        name = f"{run['name']}__{dtype}-{scope}"
+        if stored_as[0] != "float32" and trained is None and (dtype, scope) != stored_as:
+            if _point_path(out, name).exists():
+                points.append(json.loads(_point_path(out, name).read_text()))
+            else:
+                print(f"{name}: not measured ({folder} is stored as {'/'.join(stored_as)}; the run's float32 "
+                      f"weights are not on disk)")  # fmt: skip
+            continue
 
         def measure(dtype=dtype, scope=scope) -> dict:
-            model = csg_hub.CSGForImageClassification.from_pretrained(folder)
-            model.config.storage_dtype, model.config.storage_scope = dtype, scope
             with tempfile.TemporaryDirectory() as tmp:
-                model.save_pretrained(tmp)
+                model_in(dtype, scope).save_pretrained(tmp)
                 size = (Path(tmp) / "model.safetensors").stat().st_size
                 stored = csg_hub.CSGForImageClassification.from_pretrained(tmp)
                 metrics = _evaluate(stored, stored.config.data_config, dataset)
             return {**base, "storage": f"{dtype}/{scope}", "bytes": size, "top1": metrics["top1"],
-                    "num_samples": metrics["num_samples"], "source": "measured"}  # fmt: skip
+                    "num_samples": metrics["num_samples"],
+                    "source": "measured" + (" (from the run's float32 weights)" if trained else "")}  # fmt: skip
 
-        points.append(_point(out, f"{run['name']}__{dtype}-{scope}", redo, measure))
+        points.append(_point(out, name, redo and (trained is not None or stored_as[0] == "float32"), measure))
     return points
 
 
@@ -178,25 +248,29 @@ def plot(points: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    if not args.models and not args.dense_runs:
-        raise SystemExit("Nothing to measure: name CSG model folders (--models) and/or dense runs (--dense-runs).")
+    runs, out = Path(args.runs), Path(args.output)
+    models = list(map(Path, args.models)) + (zoo_folders(Path(args.cards), runs) if args.cards else [])
+    if not models and not args.dense_runs:
+        raise SystemExit("Nothing to measure: name CSG model folders (--models or --cards) and/or dense runs "
+                         "(--dense-runs).")  # fmt: skip
     from csg_hub.data import load_image_dataset
 
     dataset = load_image_dataset(args.dataset, args.split)
     if args.limit:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
-    runs, out = Path(args.runs), Path(args.output)
     missing = [name for name in args.dense_runs if not (runs / name / "metrics.json").exists()]
     if missing:
         raise SystemExit(f"--dense-runs {' '.join(missing)}: no metrics.json under {runs}/<run>/ (a finished run?).")
     points, twins = [], set(args.dense_runs)
-    for folder in map(Path, args.models):
-        run_metrics = runs / folder.name / "metrics.json"
+    for folder in models:
+        name = run_name(folder)
+        run_metrics = runs / name / "metrics.json"
         if not run_metrics.exists():
-            raise SystemExit(f"{folder} has no training run at {run_metrics}: name the folder after its run.")
-        run = {**json.loads(run_metrics.read_text()), "name": folder.name}
+            raise SystemExit(f"{folder} has no training run at {run_metrics}: its card's training command names "
+                             "no run there (--output-dir), nor does the folder's name.")  # fmt: skip
+        run = {**json.loads(run_metrics.read_text()), "name": name}
         twin = _dense_run(run)
-        for point in csg_points(folder, run, dataset, out, args.redo):
+        for point in csg_points(folder, run, dataset, out, args.redo, runs):
             points.append({**point, "twin": twin})
         if twin:
             twins.add(twin)

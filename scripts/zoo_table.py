@@ -3,11 +3,12 @@
 Reads every `RUNS/*/metrics.json` written by `scripts/train.py` and writes a markdown table (stored
 parameters, ratio, test top-1, delta vs the dense run of the same architecture, epochs, wall time,
 training command) and a PNG of top-1 against stored parameters. With `--export-to DIR`, each CSG
-run is written to `DIR/<run name>/` (config, weights, image processor) with a fresh card (README.md) whose
-`model-index` holds the run's measured test top-1, so `scripts/eval.py` can re-check it. Conversions
-(`scripts/convert.py` runs, e.g. `--runs runs/convert --only kd-ls-5ep --export-name resnet18-csg-from-dense`)
-export the same way, with the parent as dense baseline and `base_model` (a local parent folder
-`runs/zoo/<run>/model` is named `<namespace>/<run>`, as its own export would be).
+run is written to `DIR/<run name>/` (the flagships to their Hub names, `HUB_NAMES`): config, weights,
+image processor and a fresh card (README.md) whose `model-index` holds the run's measured test top-1, so
+`scripts/eval.py` can re-check it. Conversions (`scripts/convert.py` runs, e.g. `--runs runs/convert --only
+kd-ls-5ep --export-name resnet18-csg-from-dense`) export the same way, with the parent as dense baseline and
+`base_model` (a local parent folder `runs/zoo/<run>/model` is named `<namespace>/<run>`, as its own export
+would be). A run that stored fewer bits than float32 is reported by its stored weights' top-1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import shutil
 from pathlib import Path
 
 MAX_CHECKPOINT_BYTES = 25 * 1024 * 1024  # a zoo folder is committed to git: keep it under 25 MB
+# The flagships go out under the names users ask for (`from_pretrained("org/resnet50-csg")`); every other run
+# under its own name. Their cards record the training command, whose --output-dir names the run.
+HUB_NAMES = {"resnet50-csg-32px-15ep": "resnet50-csg", "resnet50-csg-allconvs-32px-15ep": "resnet50-csg-allconvs"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +64,15 @@ def _setting(run: dict) -> str:
         return "dense"
     config = run["config"]
     setting = f"CSG s={config['slice_size']} d={config['code_dim']}"
-    return setting + (" +1x1" if config.get("generate_pointwise") else "")
+    setting += " +1x1" if config.get("generate_pointwise") else ""
+    stored = config.get("storage_dtype", "float32")
+    return setting + (f", {stored} {config.get('storage_scope', 'csg')}" if stored != "float32" else "")
+
+
+def published(run: dict) -> dict:
+    """The test metrics of what the run published: its stored (rounded) weights when it stored fewer bits
+    than float32 (`final_stored`), else the trained float32 weights (`final`)."""
+    return run.get("final_stored") or run["final"]
 
 
 def table_rows(runs: list[dict]) -> list[dict]:
@@ -75,8 +87,8 @@ def table_rows(runs: list[dict]) -> list[dict]:
                 "setting": _setting(run),
                 "stored_params": run["report"]["stored_params"],
                 "ratio": run["report"]["ratio"],
-                "top1": run["final"]["top1"],
-                "delta": None if baseline is None or not run["csg"] else run["final"]["top1"] - baseline,
+                "top1": published(run)["top1"],
+                "delta": None if baseline is None or not run["csg"] else published(run)["top1"] - baseline,
                 "epochs": len(run["history"]),
                 "wall_minutes": run["wall_seconds"] / 60,
                 "command": run["command"],
@@ -161,8 +173,13 @@ def export(
     runs = [run for run in runs if run["csg"]]  # dense baselines are not committed: their metrics.json and logs are
     if name and len(runs) != 1:
         raise SystemExit(f"--export-name names one export, but {len(runs)} CSG runs are selected: use --only RUN.")
+    names = {run["name"]: name or HUB_NAMES.get(run["name"], run["name"]) for run in runs}
+    clashes = sorted(n for n in set(names.values()) if list(names.values()).count(n) > 1)
+    if clashes:
+        raise SystemExit(f"Two runs would export to {target}/{clashes[0]}: "
+                         f"{[r for r, n in names.items() if n == clashes[0]]}. Rename one run or use --only.")  # fmt: skip
     for run in runs:
-        folder = target / (name or run["name"])
+        folder = target / names[run["name"]]
         source = runs_folder / run["name"] / "model"
         source = source if (source / "model.safetensors").exists() else folder
         if not (source / "model.safetensors").exists():
@@ -181,7 +198,7 @@ def export(
             folder.mkdir(parents=True, exist_ok=True)
             for path in Path(tmp).iterdir():
                 shutil.copy2(path, folder / path.name)
-        final = run["final"]
+        final = published(run)
         card = csg_hub.model_card(
             model,
             f"{namespace}/{folder.name}",

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import uuid
@@ -133,6 +134,38 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     assert (result.dataset_type, result.metric_type) == ("org/fm", "accuracy")
     checked = _script("eval").main(["--model", str(tmp_path / "cards/run"), "--dataset", str(tmp_path / "data")])
     assert abs(checked["top1"] - result.metric_value) <= 0.1
+
+    # a flagship stored in int8 goes out under its Hub name; its card and the table report the stored weights
+    zoo_table, zoo = _script("zoo_table"), str(tmp_path / "zoo")
+    int8 = _script("train").main([*common, "--epochs", "1", "--storage-dtype", "int8", "--storage-scope", "all",
+                                  "--output-dir", str(tmp_path / "zoo/run8")])  # fmt: skip
+    assert int8["final_stored"]["num_samples"] == 256
+    zoo_table.HUB_NAMES = {"run8": "flagship"}
+    rows = zoo_table.main(["--runs", zoo, "--only", "run8", "--markdown", "", "--plot", "",
+                           "--export-to", str(tmp_path / "hub")])  # fmt: skip
+    assert rows[0]["top1"] == int8["final_stored"]["top1"] and rows[0]["setting"].endswith(", int8 all")
+    assert {p.name for p in (tmp_path / "hub").iterdir()} == {"flagship"}
+    card = ModelCard((tmp_path / "hub/flagship/README.md").read_text())
+    assert card.data.eval_results[0].metric_value == round(int8["final_stored"]["top1"], 2)
+    # the frontier finds the run from the card's training command and measures each storage from the run's
+    # float32 weights (its resume checkpoint); int8/all from them is exactly the published checkpoint
+    frontier = ["--cards", str(tmp_path / "hub"), "--runs", zoo, "--dataset", str(tmp_path / "data")]
+    points = {p["storage"]: p for p in _script("frontier").main([*frontier, "--output", str(tmp_path / "f1")])}
+    assert set(points) == {"float32", "float16/all", "int8/csg", "int8/all"}
+    assert {p["run"] for p in points.values()} == {"run8"}
+    assert points["float32"]["top1"] == int8["final"]["top1"]
+    assert points["int8/all"]["top1"] == int8["final_stored"]["top1"]
+    assert points["int8/all"]["bytes"] == (tmp_path / "hub/flagship/model.safetensors").stat().st_size
+    assert points["float32"]["bytes"] > 3 * points["int8/all"]["bytes"]
+    assert "float32 weights" in points["float16/all"]["source"]
+    shutil.rmtree(tmp_path / "zoo/run8/checkpoint")  # without them only the published storage is measured
+    points = {p["storage"]: p for p in _script("frontier").main([*frontier, "--output", str(tmp_path / "f2")])}
+    assert set(points) == {"float32", "int8/all"}
+    assert points["int8/all"]["top1"] == int8["final_stored"]["top1"]
+    shutil.copytree(tmp_path / "zoo/run", tmp_path / "zoo/run2")
+    zoo_table.HUB_NAMES = {"run": "flagship", "run2": "flagship"}
+    with pytest.raises(SystemExit, match="Two runs would export to .*flagship"):
+        zoo_table.main(["--runs", zoo, "--markdown", "", "--plot", "", "--export-to", str(tmp_path / "hub")])
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # After new zoo runs: table and plot, Hub-ready exports (all CSG runs, re-exported in place), pipeline-vs-eval on
 # the new folders, and the frontier (points already measured are kept; new ones are measured).
-# Usage: bash runs/zoo/after_runs.sh NEW_RUN [NEW_RUN ...]   (from the repo root)
+# Usage: bash runs/zoo/after_runs.sh NEW_FOLDER [NEW_FOLDER ...]   (from the repo root; the model_cards folder
+# names: a run's name, or a flagship's Hub name from scripts/zoo_table.py's HUB_NAMES, e.g. resnet50-csg)
 # Earlier uses: 2026-11-30 with resnet18-csg-28px-10ep resnet18-csg-28px-s16c64; then resnet18-csg-28px-c32.
 set -eu
 PY=.venv/bin/python
@@ -12,8 +13,7 @@ for name in $NEW; do
     --pipeline --output runs/zoo/pipeline_check/$name.json > runs/zoo/pipeline_check/$name.log 2>&1 &
 done
 # every zoo CSG folder trained by train.py (the conversions have their own table: runs/convert)
-MODELS=$(for f in model_cards/*-csg*/; do f=${f%/}; [ -f runs/zoo/$(basename $f)/metrics.json ] && echo $f; done)
-OMP_NUM_THREADS=1 $PY scripts/frontier.py --models $MODELS --output runs/frontier > runs/frontier/frontier.log 2>&1
+OMP_NUM_THREADS=1 $PY scripts/frontier.py --cards model_cards --output runs/frontier > runs/frontier/frontier.log 2>&1
 wait
 for name in $NEW; do
   echo "$name: $(python3 -c "import json; r=json.load(open('runs/zoo/pipeline_check/$name.json')); print(r['top1'], r['pipeline_top1'], r['pipeline_disagreements'])")" >> runs/zoo/pipeline_check/summary.txt
