@@ -105,6 +105,8 @@ def _trained_weights(folder: Path, run: dict, runs: Path) -> Path | None:
     checkpoint = runs / run["name"] / "checkpoint"
     if not (checkpoint / "model.safetensors").exists():
         return None
+    if not (checkpoint / "progress.json").exists():
+        raise SystemExit(f"{checkpoint} has weights but no progress.json: not a train.py resume checkpoint.")
     epoch = json.loads((checkpoint / "progress.json").read_text())["epoch"]
     if epoch != len(run["history"]):
         raise SystemExit(f"{checkpoint} holds epoch {epoch}, but the run {run['name']} trained {len(run['history'])}.")
