@@ -20,8 +20,13 @@ from pathlib import Path
 
 MAX_CHECKPOINT_BYTES = 25 * 1024 * 1024  # a zoo folder is committed to git: keep it under 25 MB
 # The flagships go out under the names users ask for (`from_pretrained("org/resnet50-csg")`); every other run
-# under its own name. Their cards record the training command, whose --output-dir names the run.
-HUB_NAMES = {"resnet50-csg-32px-15ep": "resnet50-csg", "resnet50-csg-allconvs-32px-15ep": "resnet50-csg-allconvs"}
+# under its own name, except the 3-epoch run that held the all-convs flagship's name before it converged.
+# Cards record the training command, whose --output-dir names the run.
+HUB_NAMES = {
+    "resnet50-csg-32px-15ep": "resnet50-csg",
+    "resnet50-csg-allconvs-32px-15ep": "resnet50-csg-allconvs",
+    "resnet50-csg-allconvs": "resnet50-csg-allconvs-3ep",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -39,6 +39,7 @@ declare -A RUNS=(
   [resnet50-csg-32px-15ep]="--model resnet50 --csg --storage-dtype int8 --storage-scope all $R50_32 $R50_BASE"
   [resnet50-csg-allconvs-32px-15ep]="--model resnet50 --csg --generate-pointwise $R50_32 $R50_BASE"
   [resnet50-dense]="--model resnet50 $BIG"
+  # exported as model_cards/resnet50-csg-allconvs-3ep: the converged run below has the Hub name
   [resnet50-csg-allconvs]="--model resnet50 --csg --generate-pointwise $BIG --dense-baseline runs/zoo/resnet50-dense/metrics.json"
   [densenet121-dense]="--model densenet121 $BIG"
   [densenet121-csg-allconvs]="--model densenet121 --csg --generate-pointwise $BIG --dense-baseline runs/zoo/densenet121-dense/metrics.json"
