@@ -110,6 +110,9 @@ def _trained_weights(folder: Path, run: dict, runs: Path) -> Path | None:
     epoch = json.loads((checkpoint / "progress.json").read_text())["epoch"]
     if epoch != len(run["history"]):
         raise SystemExit(f"{checkpoint} holds epoch {epoch}, but the run {run['name']} trained {len(run['history'])}.")
+    from csg_hub.integrity import verify_safetensors
+
+    verify_safetensors(checkpoint / "model.safetensors", "resume checkpoint")  # as `train.py --resume` does
     return checkpoint / "model.safetensors"
 
 

@@ -158,6 +158,12 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     assert points["int8/all"]["bytes"] == (tmp_path / "hub/flagship/model.safetensors").stat().st_size
     assert points["float32"]["bytes"] > 3 * points["int8/all"]["bytes"]
     assert "float32 weights" in points["float16/all"]["source"]
+    weights = tmp_path / "zoo/run8/checkpoint/model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # a corrupt float32 checkpoint is refused, as `--resume` refuses it
+    weights.write_bytes(bytes(data))
+    with pytest.raises(csg_hub.CheckpointError, match="resume checkpoint .* do not match the CRC-32"):
+        _script("frontier").main([*frontier, "--output", str(tmp_path / "f3")])
     shutil.rmtree(tmp_path / "zoo/run8/checkpoint")  # without them only the published storage is measured
     points = {p["storage"]: p for p in _script("frontier").main([*frontier, "--output", str(tmp_path / "f2")])}
     assert set(points) == {"float32", "int8/all"}

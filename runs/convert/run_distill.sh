@@ -27,5 +27,6 @@ for name in "$@"; do
   esac
   echo "$(date -u +%FT%TZ) start $name: $cmd" >> runs/convert/chain.log
   OMP_NUM_THREADS=1 PYTHONPATH=$CODE $PY $CODE/$cmd --output-dir "$out" >> "$out/run.log" 2>&1
-  echo "$(date -u +%FT%TZ) end $name rc=$?" >> runs/convert/chain.log
+  rc=$?  # before the echo: its $(date) would set $? to date's status
+  echo "$(date -u +%FT%TZ) end $name rc=$rc" >> runs/convert/chain.log
 done

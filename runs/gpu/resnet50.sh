@@ -23,7 +23,8 @@ run() {
   mkdir -p runs/zoo/$1
   echo "$(date -u +%FT%TZ) start $1" | tee -a runs/gpu/chain.log
   PYTHONUNBUFFERED=1 $PY scripts/train.py ${RUNS[$1]} ${EXTRA:-} --output-dir runs/zoo/$1 > runs/zoo/$1/train.log 2>&1
-  echo "$(date -u +%FT%TZ) end $1 rc=$?" | tee -a runs/gpu/chain.log
+  rc=$?  # before the echo: its $(date) would set $? to date's status
+  echo "$(date -u +%FT%TZ) end $1 rc=$rc" | tee -a runs/gpu/chain.log
 }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a runs/gpu/chain.log
 run $DENSE

@@ -50,5 +50,6 @@ for name in "${@:-${ORDER[@]}}"; do
   mkdir -p "$out"
   echo "$(date -u +%FT%TZ) start $name" >> runs/zoo/chain.log
   PYTHONPATH=$CODE $PY $CODE/scripts/train.py ${RUNS[$name]} --output-dir "$out" ${EXTRA:-} >> "$out/train.log" 2>&1
-  echo "$(date -u +%FT%TZ) end $name rc=$?" >> runs/zoo/chain.log
+  rc=$?  # before the echo: its $(date) would set $? to date's status
+  echo "$(date -u +%FT%TZ) end $name rc=$rc" >> runs/zoo/chain.log
 done
