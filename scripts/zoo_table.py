@@ -3,7 +3,7 @@
 Reads every `RUNS/*/metrics.json` written by `scripts/train.py` and writes a markdown table (stored
 parameters, ratio, test top-1, delta vs the dense run of the same architecture, epochs, wall time,
 training command) and a PNG of top-1 against stored parameters. With `--export-to DIR`, each CSG
-run is written to `DIR/<run name>/` (the flagships to their Hub names, `HUB_NAMES`): config, weights,
+run is written to `DIR/<run name>/` (except the names in `HUB_NAMES`: the flagships' Hub names): config, weights,
 image processor and a fresh card (README.md) whose `model-index` holds the run's measured test top-1, so
 `scripts/eval.py` can re-check it. Conversions (`scripts/convert.py` runs, e.g. `--runs runs/convert --only
 kd-ls-5ep --export-name resnet18-csg-from-dense`) export the same way, with the parent as dense baseline and
