@@ -100,15 +100,18 @@ def model_card(
         eval_results=results or None,
         **{CARD_FIELDS_KEY: {k: v for k, v in recorded.items() if v is not None} or None},
     )
-    policy = ", ".join(
+    # the paper generates k x k convs (k > 1) only: name each setting that goes beyond it
+    extra = [
         name
         for name, on in (
-            ("paper policy: k x k convs with k > 1", True),
             ("1x1 convs", config.generate_pointwise),
             ("grouped/depthwise convs", config.generate_grouped),
             ("stem", config.generate_stem),
         )
         if on
+    ]
+    policy = "k x k convs with k > 1, " + (
+        "the paper's policy" if not extra else "as in the paper, plus " + ", ".join(extra)
     )
     input_size = config.data_config["input_size"]
     return ModelCard.from_template(
