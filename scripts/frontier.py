@@ -229,9 +229,13 @@ def plot(points: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     shapes = {"fp32": "o", "float32": "o", "fp16": "^", "float16/all": "^", "int8/csg": "v", "int8": "s",
               "int8/all": "s", "int4": "D"}  # fmt: skip
+    # tab20's hues come in dark/light pairs that neighbouring runs would share: its dark half, tab20b's and
+    # tab20c's darkest of each group, then tab20's light half (30 distinct colours)
+    palette = [plt.cm.tab20(2 * k) for k in range(10)] + [plt.cm.tab20b(4 * k) for k in range(5)]
+    palette += [plt.cm.tab20c(4 * k) for k in range(5)] + [plt.cm.tab20(2 * k + 1) for k in range(10)]
     for i, run in enumerate(sorted({p["run"] for p in points})):
         chosen = sorted((p for p in points if p["run"] == run), key=lambda p: p["bytes"])
-        color = plt.cm.tab20(i % 20)
+        color = palette[i % len(palette)]
         dense = chosen[0]["kind"] == "dense"
         ax.plot([p["bytes"] for p in chosen], [p["top1"] for p in chosen], "-" if not dense else ":", color=color,
                 lw=0.8, alpha=0.7, label=run)  # fmt: skip
