@@ -69,7 +69,8 @@ def _setting(run: dict) -> str:
         return "dense"
     config = run["config"]
     setting = f"CSG s={config['slice_size']} d={config['code_dim']}"
-    setting += " +1x1" if config.get("generate_pointwise") else ""
+    if config.get("generate_pointwise"):
+        setting += f" +1x1 s={config.get('pointwise_slice_size', 36)}"
     stored = config.get("storage_dtype", "float32")
     return setting + (f", {stored} {config.get('storage_scope', 'csg')}" if stored != "float32" else "")
 
