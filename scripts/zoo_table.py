@@ -70,7 +70,7 @@ def _setting(run: dict) -> str:
     config = run["config"]
     setting = f"CSG s={config['slice_size']} d={config['code_dim']}"
     if config.get("generate_pointwise"):
-        setting += f" +1x1 s={config.get('pointwise_slice_size', 36)}"
+        setting += f" +1x1 s={config['pointwise_slice_size']}"
     stored = config.get("storage_dtype", "float32")
     return setting + (f", {stored} {config.get('storage_scope', 'csg')}" if stored != "float32" else "")
 
