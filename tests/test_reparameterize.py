@@ -142,6 +142,17 @@ def test_eval_cache_follows_parameter_updates(pixel_values):
         third = conv.weight
     torch.testing.assert_close(third, conv.generate_weight())
     assert not torch.equal(third, second)
+    # Moved or given new data without a write (the version counter stays): `.to()`, `param.data = ...`; and
+    # the shared generator written in place.
+    model.double()
+    with torch.no_grad():
+        moved = conv.weight
+        assert moved.dtype == torch.float64
+        torch.testing.assert_close(moved, third.double(), atol=1e-6, rtol=1e-5)
+        conv.codes.data = conv.codes.data * 3
+        torch.testing.assert_close(conv.weight, 3 * moved)
+        conv.__dict__["_csg_generator"].proj.weight.mul_(0.5)
+        torch.testing.assert_close(conv.weight, 1.5 * moved)
 
 
 @pytest.mark.parametrize(("architecture", "overrides"), ARCHITECTURES)

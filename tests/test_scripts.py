@@ -225,8 +225,9 @@ def test_bench_smoke(tmp_path):
     results = _script("bench").main([*tiny.split(), "--output", str(tmp_path / "bench.json")])
     inference = results["inference"]["resnet18/latency b2"]
     assert set(inference) == {"dense", "dense_transformers", "csg_generate", "csg_cached", "csg_timm_model_cached",
-                              "csg_to_timm"}  # fmt: skip
+                              "csg_to_timm", "csg_to_timm_same_memory"}  # fmt: skip
     assert inference["csg_cached"]["twin"] == "dense_transformers"
+    assert inference["csg_timm_model_cached"]["twin"] == "csg_to_timm_same_memory"
     assert inference["csg_cached"]["vs_twin"] > 0
     loading = results["loading"]["resnet18/from_pretrained"]
     assert loading["csg"]["checkpoint_bytes"] * 10 < loading["dense"]["checkpoint_bytes"]

@@ -52,15 +52,16 @@ class SliceGenerator(nn.Module):
         nn.init.normal_(self.proj.weight, std=self.proj.in_features**-0.5)
 
     def state_key(self) -> tuple:
-        """Identity and version of every parameter: changes whenever one is replaced or written in place.
-        Read straight from the parameter dicts: it runs for every generated conv on every cached forward."""
+        """Version and data pointer of every parameter: changes whenever one is written in place, moved or
+        replaced. Read straight from the parameter dicts: it runs for every generated conv on every cached
+        forward."""
         weight = self._modules["proj"]._parameters["weight"]
-        key = (weight.data_ptr(), weight._version, weight.dtype)
+        key = (weight._version, weight.data_ptr())
         hidden = self._modules.get("hidden")
         if hidden is not None:
             for tensor in hidden._parameters.values():
                 if tensor is not None:
-                    key += (tensor.data_ptr(), tensor._version, tensor.dtype)
+                    key += (tensor._version, tensor.data_ptr())
         return key
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:

@@ -34,15 +34,24 @@ class GeneratedConv:
         # data pointers and mutates the module, which would break the graph and force recompiles.
         if (torch.is_grad_enabled() and self._csg_needs_grad()) or torch.compiler.is_compiling():
             return self.generate_weight()
-        # Without autograd the filters only change when a parameter is written: key the cache on
-        # the tensors' version counters so optimizer steps, load_state_dict and .to() invalidate it.
-        key = self._csg_cache_key()
-        cached = self.__dict__.get("_csg_cache")
-        if cached is None or cached[0] != key:
+        # Without autograd the filters only change when a parameter is written or replaced: the cache holds
+        # the version counter (optimizer steps, load_state_dict, in-place edits) and data pointer (`.to()`,
+        # `param.data = ...`, a new Parameter) of each tensor it was built from. Read inline, not through
+        # helpers: this runs for every generated conv on every cached forward, where each extra call shows.
+        d = self.__dict__
+        codes = self._parameters["codes"]
+        generator_key = d["_csg_generator"].state_key()
+        cached = d.get("_csg_cache")
+        if (
+            cached is None
+            or cached[0] != codes._version
+            or cached[1] != codes.data_ptr()
+            or cached[2] != generator_key
+        ):
             with torch.no_grad():
-                cached = (key, self.generate_weight())
-            self.__dict__["_csg_cache"] = cached
-        return cached[1]
+                cached = (codes._version, codes.data_ptr(), generator_key, self.generate_weight())
+            d["_csg_cache"] = cached
+        return cached[3]
 
     def generate_weight(self) -> torch.Tensor:
         """Assemble this layer's filters, shape `(C_out, C_in // groups, kh, kw)`, from its codes."""
@@ -81,9 +90,6 @@ class GeneratedConv:
     def _csg_needs_grad(self) -> bool:
         return any(t.requires_grad for t in self._csg_tensors())
 
-    def _csg_cache_key(self) -> tuple:
-        codes = self._parameters["codes"]
-        return (codes.data_ptr(), codes._version, codes.dtype, *self.__dict__["_csg_generator"].state_key())
 
 
 def _block_spans(channels: int, slice_size: int) -> list[tuple[int, int, int]]:
