@@ -3,7 +3,8 @@
 Every comparison runs its variants interleaved (each round in a new, seeded random order) for several
 repeats, so that machine load drifts and cache effects hit all of them alike; each row gives the median,
 the spread (min-max) and three ratios to the dense variant: of medians (the headline), of minimums and
-paired (median of the within-round ratios), the last two less sensitive to load on a shared machine. Measured:
+paired (median of the within-round ratios, with its 95% bootstrap interval), the last two less sensitive to
+load on a shared machine. Latency rows use many rounds of one call each (`--inference-rounds`). Measured:
 
 - training step (forward, backward, SGD step) at batch 128, 28x28 greyscale, 10 classes, and, as the
   floor any CSG implementation has, the dense step plus the generator's GEMMs alone (per policy);
@@ -45,8 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inference-batches", type=int, nargs="*", default=[1, 64])
     p.add_argument("--precisions", nargs="*", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                    help="training-step precisions (bf16: autocast, as train.py --bf16)")  # fmt: skip
-    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds per comparison")
-    p.add_argument("--steps", type=int, default=3, help="timed calls per variant and round")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds per comparison (training, loading)")
+    p.add_argument("--steps", type=int, default=3, help="timed calls per variant and round (training, loading)")
+    p.add_argument("--inference-rounds", type=int, default=200,
+                   help="interleaved rounds of one call per variant for the latency rows: calls are cheap, and many "
+                        "short rounds pair the variants closely in time")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument(
         "--sections",
@@ -61,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.architectures, args.precisions, args.repeats, args.steps = ["resnet18"], ["fp32"], 3, 1
+        args.inference_rounds = 5
     return args
 
 
@@ -90,24 +95,34 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int, steps: 
     return samples
 
 
+def median_interval(values: list[float], resamples: int = 1000) -> tuple[float, float]:
+    """95% bootstrap interval of the median of `values` (seeded): whether a ratio is above or below a target
+    shows only when the whole interval is."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
 def summarize(samples: dict[str, list[float]], baseline: str) -> dict[str, dict[str, float]]:
     """Per variant: median, min and max ms, and three ratios to `baseline`. `ratio` (of medians) is the
     headline; on a shared machine, where load only ever adds time, `min_ratio` (of the fastest calls) and
-    `paired_ratio` (median over rounds of the ratio within a round, whose calls ran minutes apart at most)
-    are less sensitive to load that comes and goes."""
+    `paired_ratio` (median over rounds of the ratio within a round, whose calls ran seconds apart at most,
+    with its 95% bootstrap interval) are less sensitive to load that comes and goes."""
     base = samples[baseline]
-    return {
-        name: {
+    summary = {}
+    for name, values in samples.items():
+        ratios = [v / b for v, b in zip(values, base)]
+        summary[name] = {
             "median_ms": 1e3 * statistics.median(values),
             "min_ms": 1e3 * min(values),
             "max_ms": 1e3 * max(values),
             "ratio": statistics.median(values) / statistics.median(base),
             "min_ratio": min(values) / min(base),
-            "paired_ratio": statistics.median(v / b for v, b in zip(values, base)),
+            "paired_ratio": statistics.median(ratios),
+            "paired_interval": median_interval(ratios),
             "samples": len(values),
         }
-        for name, values in samples.items()
-    }
+    return summary
 
 
 def csg_config(architecture: str, image_size: int, **policy):
@@ -163,7 +178,20 @@ def bench_training(args, architecture: str, precision: str) -> dict:
         work = generator_work(models[name], precision)
         variants[f"dense+generator_gemms{suffix}"] = lambda work=work: (dense_step(), work())
     samples = interleaved(variants, args.repeats, args.steps)
-    return summarize(samples, "dense")
+    summary = summarize(samples, "dense")
+    # the targets: each CSG step against its floor, and compiled against compiled
+    twins = {"csg": "dense+generator_gemms", "csg_all_convs": "dense+generator_gemms_all_convs",
+             "csg_compiled": "dense_compiled"}  # fmt: skip
+    _add_twins(summary, samples, {name: twin for name, twin in twins.items() if name in samples})
+    return summary
+
+
+def _add_twins(summary: dict, samples: dict[str, list[float]], twins: dict[str, str]) -> None:
+    for name, twin in twins.items():
+        against = summarize(samples, twin)[name]
+        summary[name].update(vs_twin=against["ratio"], vs_twin_min=against["min_ratio"],
+                             vs_twin_paired=against["paired_ratio"], vs_twin_paired_interval=against["paired_interval"],
+                             twin=twin)  # fmt: skip
 
 
 def generator_work(model, precision: str) -> Callable[[], None]:
@@ -229,14 +257,11 @@ def bench_inference(args, architecture: str, batch: int) -> dict:
         variants.update(dense_compiled=lambda: dense_compiled(x), csg_compiled=lambda: csg_compiled(x),
                         csg_to_timm_compiled=lambda: timm_compiled(x))  # fmt: skip
     with torch.inference_mode():
-        samples = interleaved(variants, args.repeats, max(args.steps, 10 if batch == 1 else 3))
+        samples = interleaved(variants, args.inference_rounds, 1)
     summary = summarize(samples, "dense")
     # like for like: the CSG classifier against transformers' dense classifier, the CSG timm model (inside it)
     # against its export on the same filter memory
-    for name, twin in (("csg_cached", "dense_transformers"), ("csg_timm_model_cached", "csg_to_timm_same_memory")):
-        against = summarize(samples, twin)[name]
-        summary[name].update(vs_twin=against["ratio"], vs_twin_min=against["min_ratio"],
-                             vs_twin_paired=against["paired_ratio"], twin=twin)  # fmt: skip
+    _add_twins(summary, samples, {"csg_cached": "dense_transformers", "csg_timm_model_cached": "csg_to_timm_same_memory"})
     return summary
 
 
@@ -315,11 +340,17 @@ def bench_vae(args) -> dict:
     }
 
 
+def _interval(row: dict, key: str) -> str:
+    return f" [{row[key][0]:.3f}, {row[key][1]:.3f}]" if key in row else ""
+
+
 def markdown(results: dict) -> str:
     header = (
         f"Machine: {results['machine']}, torch {results['torch']}, {results['threads']} threads; "
-        f"{results['repeats']} interleaved rounds x {results['steps']} calls; median (min-max); ratios to dense: "
-        "of medians, of minimums, and paired (median over rounds of the within-round ratio)."
+        f"interleaved rounds, each variant's calls in a new random order: training and loading {results['repeats']} "
+        f"rounds x {results['steps']} calls, latency {results['inference_rounds']} rounds x 1 call; median (min-max); "
+        "ratios to dense: of medians, of minimums, and paired (median over rounds of the within-round ratio, with "
+        "its 95% bootstrap interval)."
     )
     lines = [header, ""]
     lines += ["| what | model | variant | median ms | spread ms | ratio | min ratio | paired ratio |",
@@ -328,12 +359,13 @@ def markdown(results: dict) -> str:
         for key, rows in results.get(section, {}).items():
             for variant, r in rows.items():
                 against = f" ({r['vs_plain']:.3f}x plain transformers)" if "vs_plain" in r else ""
-                twin = {k: f" ({r[f'vs_twin{k}']:.3f}x {r['twin']})" if "twin" in r else "" for k in ("", "_min",
-                        "_paired")}  # fmt: skip
+                twin = {k: f" ({r[f'vs_twin{k}']:.3f}x{_interval(r, f'vs_twin{k}_interval')} {r['twin']})"
+                        if "twin" in r else "" for k in ("", "_min", "_paired")}  # fmt: skip
                 lines.append(
                     f"| {section} {key.split('/', 1)[1]} | {key.split('/')[0]} | {variant} | {r['median_ms']:.1f} "
                     f"| {r['min_ms']:.1f}-{r['max_ms']:.1f} | {r['ratio']:.3f}x{against}{twin['']} "
-                    f"| {r['min_ratio']:.3f}x{twin['_min']} | {r['paired_ratio']:.3f}x{twin['_paired']} |"
+                    f"| {r['min_ratio']:.3f}x{twin['_min']} | {r['paired_ratio']:.3f}x{_interval(r, 'paired_interval')}"
+                    f"{twin['_paired']} |"
                 )
     if results.get("loading"):
         lines += ["", "| checkpoint | dense bytes | CSG bytes | ratio |", "|---|---:|---:|---:|"]
@@ -372,6 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
         "image_size": args.image_size,
         "repeats": args.repeats,
         "steps": args.steps,
+        "inference_rounds": args.inference_rounds,
         **{section: {} for section in ("training", "inference", "loading") if section in args.sections},
     }
     for section, key, fn, fn_args in tqdm(jobs, desc="bench", unit="comparison"):

@@ -221,13 +221,18 @@ def test_missing_dense_baseline_fails_before_training(tmp_path):
 
 
 def test_bench_smoke(tmp_path):
-    tiny = "--architectures resnet18 --precisions fp32 --repeats 1 --steps 1 --inference-batches 2 --train-batch 4"
+    tiny = (
+        "--architectures resnet18 --precisions fp32 --repeats 1 --steps 1 --inference-batches 2 --train-batch 4 "
+        "--inference-rounds 3"
+    )
     results = _script("bench").main([*tiny.split(), "--output", str(tmp_path / "bench.json")])
     inference = results["inference"]["resnet18/latency b2"]
     assert set(inference) == {"dense", "dense_transformers", "csg_generate", "csg_cached", "csg_timm_model_cached",
                               "csg_to_timm", "csg_to_timm_same_memory"}  # fmt: skip
     assert inference["csg_cached"]["twin"] == "dense_transformers"
     assert inference["csg_timm_model_cached"]["twin"] == "csg_to_timm_same_memory"
+    low, high = inference["csg_cached"]["paired_interval"]
+    assert low <= inference["csg_cached"]["paired_ratio"] <= high and inference["csg_cached"]["samples"] == 3
     assert inference["csg_cached"]["vs_twin"] > 0
     loading = results["loading"]["resnet18/from_pretrained"]
     assert loading["csg"]["checkpoint_bytes"] * 10 < loading["dense"]["checkpoint_bytes"]
