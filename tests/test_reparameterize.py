@@ -122,8 +122,10 @@ def test_gradients_reach_only_generator_codes_and_dense_layers(pixel_values):
         assert conv.codes.grad is not None and conv.codes.grad.abs().sum() > 0
 
 
-def test_eval_cache_follows_parameter_updates(pixel_values):
-    model = csg_hub.CSGForImageClassification(make_config(model_args={"zero_init_last": False})).eval()
+@pytest.mark.parametrize("hidden_dim", [0, 16])
+def test_eval_cache_follows_parameter_updates(pixel_values, hidden_dim):
+    config = make_config(model_args={"zero_init_last": False}, generator_hidden_dim=hidden_dim)
+    model = csg_hub.CSGForImageClassification(config).eval()
     conv = dict(csg_hub.generated_convs(model.timm_model))["layer1.0.conv1"]
     with torch.no_grad():
         first = conv.weight
@@ -144,15 +146,26 @@ def test_eval_cache_follows_parameter_updates(pixel_values):
     assert not torch.equal(third, second)
     # Moved or given new data without a write (the version counter stays): `.to()`, `param.data = ...`; and
     # the shared generator written in place.
+    generator = conv.__dict__["_csg_generator"]
+
+    def rebuilt(previous: torch.Tensor) -> torch.Tensor:
+        current = conv.weight
+        assert conv.weight is current  # cached again
+        torch.testing.assert_close(current, conv.generate_weight())
+        assert current.dtype != previous.dtype or not torch.equal(current, previous)
+        return current
+
     model.double()
     with torch.no_grad():
-        moved = conv.weight
-        assert moved.dtype == torch.float64
-        torch.testing.assert_close(moved, third.double(), atol=1e-6, rtol=1e-5)
+        current = rebuilt(third)
+        torch.testing.assert_close(current, third.double(), atol=1e-6, rtol=1e-5)
         conv.codes.data = conv.codes.data * 3
-        torch.testing.assert_close(conv.weight, 3 * moved)
-        conv.__dict__["_csg_generator"].proj.weight.mul_(0.5)
-        torch.testing.assert_close(conv.weight, 1.5 * moved)
+        current = rebuilt(current)
+        if hidden_dim:
+            generator.hidden.bias.add_(0.5)
+            current = rebuilt(current)
+        generator.proj.weight.mul_(0.5)
+        rebuilt(current)
 
 
 @pytest.mark.parametrize(("architecture", "overrides"), ARCHITECTURES)

@@ -51,19 +51,6 @@ class SliceGenerator(nn.Module):
             nn.init.zeros_(self.hidden.bias)
         nn.init.normal_(self.proj.weight, std=self.proj.in_features**-0.5)
 
-    def state_key(self) -> tuple:
-        """Version and data pointer of every parameter: changes whenever one is written in place, moved or
-        replaced. Read straight from the parameter dicts: it runs for every generated conv on every cached
-        forward."""
-        weight = self._modules["proj"]._parameters["weight"]
-        key = (weight._version, weight.data_ptr())
-        hidden = self._modules.get("hidden")
-        if hidden is not None:
-            for tensor in hidden._parameters.values():
-                if tensor is not None:
-                    key += (tensor._version, tensor.data_ptr())
-        return key
-
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes`` of shape ``(N, code_dim)`` -> slices of shape ``(N, S, S, kh, kw)``."""
         x = codes

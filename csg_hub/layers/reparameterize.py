@@ -36,22 +36,28 @@ class GeneratedConv:
             return self.generate_weight()
         # Without autograd the filters only change when a parameter is written or replaced: the cache holds
         # the version counter (optimizer steps, load_state_dict, in-place edits) and data pointer (`.to()`,
-        # `param.data = ...`, a new Parameter) of each tensor it was built from. Read inline, not through
-        # helpers: this runs for every generated conv on every cached forward, where each extra call shows.
+        # `param.data = ...`, a new Parameter) of each tensor it was built from. Read inline, without helper
+        # calls or key tuples: this runs for every generated conv on every cached forward, between convolution
+        # kernels, where each extra Python call costs several times what a microbenchmark shows.
         d = self.__dict__
         codes = self._parameters["codes"]
-        generator_key = d["_csg_generator"].state_key()
+        generator = d["_csg_generator"]
+        proj = generator._modules["proj"]._parameters["weight"]
+        hidden = generator._modules.get("hidden")
         cached = d.get("_csg_cache")
         if (
             cached is None
             or cached[0] != codes._version
             or cached[1] != codes.data_ptr()
-            or cached[2] != generator_key
+            or cached[2] != proj._version
+            or cached[3] != proj.data_ptr()
+            or (hidden is not None and cached[4] != _parameters_key(hidden))
         ):
+            key = (codes._version, codes.data_ptr(), proj._version, proj.data_ptr())
             with torch.no_grad():
-                cached = (codes._version, codes.data_ptr(), generator_key, self.generate_weight())
+                cached = (*key, None if hidden is None else _parameters_key(hidden), self.generate_weight())
             d["_csg_cache"] = cached
-        return cached[3]
+        return cached[5]
 
     def generate_weight(self) -> torch.Tensor:
         """Assemble this layer's filters, shape `(C_out, C_in // groups, kh, kw)`, from its codes."""
@@ -90,6 +96,10 @@ class GeneratedConv:
     def _csg_needs_grad(self) -> bool:
         return any(t.requires_grad for t in self._csg_tensors())
 
+
+
+def _parameters_key(module: nn.Module) -> tuple:
+    return tuple((t._version, t.data_ptr()) for t in module._parameters.values() if t is not None)
 
 
 def _block_spans(channels: int, slice_size: int) -> list[tuple[int, int, int]]:
