@@ -188,7 +188,7 @@ def bench_training(args, architecture: str, precision: str) -> dict:
 
 def _add_twins(summary: dict, samples: dict[str, list[float]], twins: dict[str, str]) -> None:
     for name, twin in twins.items():
-        against = summarize(samples, twin)[name]
+        against = summarize({name: samples[name], twin: samples[twin]}, twin)[name]
         summary[name].update(vs_twin=against["ratio"], vs_twin_min=against["min_ratio"],
                              vs_twin_paired=against["paired_ratio"], vs_twin_paired_interval=against["paired_interval"],
                              twin=twin)  # fmt: skip

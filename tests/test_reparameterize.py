@@ -165,7 +165,13 @@ def test_eval_cache_follows_parameter_updates(pixel_values, hidden_dim):
             generator.hidden.bias.add_(0.5)
             current = rebuilt(current)
         generator.proj.weight.mul_(0.5)
-        rebuilt(current)
+        current = rebuilt(current)
+        # New data twice without a forward in between: the second allocation must not reuse the address the
+        # cache remembers (the allocator hands a just-freed block straight back), or the stale filters stay.
+        for _ in range(10):
+            conv.codes.data = torch.zeros_like(conv.codes)
+            conv.codes.data = torch.randn_like(conv.codes)
+            current = rebuilt(current)
 
 
 @pytest.mark.parametrize(("architecture", "overrides"), ARCHITECTURES)

@@ -36,7 +36,8 @@ class GeneratedConv:
             return self.generate_weight()
         # Without autograd the filters only change when a parameter is written or replaced: the cache holds
         # the version counter (optimizer steps, load_state_dict, in-place edits) and data pointer (`.to()`,
-        # `param.data = ...`, a new Parameter) of each tensor it was built from. Read inline, without helper
+        # `param.data = ...`, a new Parameter) of each tensor it was built from, and keeps those tensors'
+        # storage alive, so that no new data can land at a remembered address. Read inline, without helper
         # calls or key tuples: this runs for every generated conv on every cached forward, between convolution
         # kernels, where each extra Python call costs several times what a microbenchmark shows.
         d = self.__dict__
@@ -54,8 +55,11 @@ class GeneratedConv:
             or (hidden is not None and cached[4] != _parameters_key(hidden))
         ):
             key = (codes._version, codes.data_ptr(), proj._version, proj.data_ptr())
+            hidden_key = None if hidden is None else _parameters_key(hidden)
+            sources = [codes, proj, *(() if hidden is None else hidden._parameters.values())]
+            storages = tuple(t.untyped_storage() for t in sources if t is not None)
             with torch.no_grad():
-                cached = (*key, None if hidden is None else _parameters_key(hidden), self.generate_weight())
+                cached = (*key, hidden_key, self.generate_weight(), storages)
             d["_csg_cache"] = cached
         return cached[5]
 

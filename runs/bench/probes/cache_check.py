@@ -48,7 +48,7 @@ def before(self):
     key = (codes.data_ptr(), codes._version, codes.dtype, *old_state_key(self.__dict__["_csg_generator"]))
     cached = self.__dict__.get("_csg_old")
     if cached is None or cached[0] != key:
-        cached = (key, self.__dict__["_csg_cache"][-1])
+        cached = (key, self.__dict__["_csg_cache"][5])
         self.__dict__["_csg_old"] = cached
     return cached[1]
 
@@ -56,11 +56,11 @@ def before(self):
 def checks(self):
     if (torch.is_grad_enabled() and self._csg_needs_grad()) or torch.compiler.is_compiling():
         return self.generate_weight()
-    return self.__dict__["_csg_cache"][-1]
+    return self.__dict__["_csg_cache"][5]
 
 
 def fast(self):
-    return self.__dict__["_csg_cache"][-1]
+    return self.__dict__["_csg_cache"][5]
 
 
 def with_property(prop):
