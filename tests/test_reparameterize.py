@@ -1,4 +1,5 @@
 import math
+import sys
 
 import pytest
 import timm
@@ -192,14 +193,81 @@ def test_kernel_key():
 
 
 @pytest.mark.parametrize(
-    "c_out, c_in, slice_size, kernel", [(24, 36, 12, 3), (7, 5, 3, 1), (10, 1, 4, 3), (6, 6, 6, 3)]
+    "c_out, c_in, slice_size, kernel", [(24, 36, 12, 3), (7, 5, 3, 1), (10, 1, 4, 3), (6, 6, 6, 3), (64, 40, 12, 3)]
 )
-def test_assemble_filters_equals_permute_crop_scale(c_out, c_in, slice_size, kernel):
-    # the one-copy assembly must be the naive permute -> reshape -> crop -> scale, values and gradients
+def test_assemble_filters_equals_permute_crop(c_out, c_in, slice_size, kernel):
+    # the one-copy assembly must be the naive permute -> reshape -> crop, values and gradients
     n_out, n_in = -(-c_out // slice_size), -(-c_in // slice_size)
-    slices = torch.randn(n_out, n_in, slice_size, slice_size, kernel, kernel, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: AssembleFilters.apply(x, c_out, c_in, 0.7), (slices,), fast_mode=True)
+    shape = (n_out, n_in, slice_size, slice_size, kernel, kernel)
+    slices = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: AssembleFilters.apply(x, c_out, c_in), (slices,), fast_mode=True)
     naive = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * slice_size, n_in * slice_size, kernel, kernel)
-    filters = AssembleFilters.apply(slices, c_out, c_in, 0.7)
-    assert filters.is_contiguous()
-    assert torch.equal(filters, naive[:c_out, :c_in] * 0.7)
+    filters = AssembleFilters.apply(slices, c_out, c_in)
+    assert filters.shape == (c_out, c_in, kernel, kernel) and filters.is_contiguous()
+    assert torch.equal(filters, naive[:c_out, :c_in])
+    # the copies address storage by offsets worked out per shape: inputs that are views elsewhere in a storage
+    # (an offset, or not contiguous) must give the same filters
+    offset = torch.randn(7 + slices.numel(), dtype=torch.float64)[7:].view(shape).copy_(slices)
+    assert torch.equal(AssembleFilters.apply(offset, c_out, c_in), filters)
+    strided = slices.detach().transpose(0, 1).contiguous().transpose(0, 1)
+    assert torch.equal(AssembleFilters.apply(strided, c_out, c_in), filters)
+    # an upstream gradient in another memory layout (channels-last convolutions give one)
+    upstream = torch.randn(c_out, c_in, kernel, kernel, dtype=torch.float64).to(memory_format=torch.channels_last)
+    (expected,) = torch.autograd.grad(naive[:c_out, :c_in], slices, upstream)
+    (got,) = torch.autograd.grad(AssembleFilters.apply(slices, c_out, c_in), slices, upstream)
+    assert torch.equal(got, expected)
+
+
+def _train_step(model, pixel_values, labels) -> None:
+    model.zero_grad(set_to_none=True)
+    model(pixel_values, labels=labels).loss.backward()
+
+
+def test_training_steps_reuse_filter_memory_only_when_nothing_holds_it(pixel_values):
+    model = csg_hub.CSGForImageClassification(make_config(model_args={"zero_init_last": False})).train()
+    conv = dict(csg_hub.generated_convs(model.timm_model))["layer2.0.conv1"]  # 64 -> 128: cropped rows and columns
+    labels = torch.tensor([0, 1])
+    _train_step(model, pixel_values, labels)
+    kept = {name: t.data_ptr() for name, t in conv.__dict__["_csg_buffers"].items()}
+    assert set(kept) == {"filters", "grad"}
+    _train_step(model, pixel_values, labels)
+    # reused: the same memory, step after step (this fails if the holder count cannot tell a lone tensor)
+    assert {name: t.data_ptr() for name, t in conv.__dict__["_csg_buffers"].items()} == kept
+    # Anything that still holds the filters, or any view or the storage of them, keeps its values: the next
+    # step assembles elsewhere.
+    held = [conv.weight, conv.weight[3:5], conv.weight.untyped_storage()]
+    snapshot = [held[0].detach().clone(), held[1].detach().clone()]
+    with torch.no_grad():
+        conv.codes.mul_(-1)  # the next filters differ from the held ones
+    for _ in range(2):
+        _train_step(model, pixel_values, labels)
+    assert torch.equal(held[0], snapshot[0]) and torch.equal(held[1], snapshot[1])
+    storage = torch.empty(0).set_(held[2], 0, snapshot[0].shape)
+    assert torch.equal(storage, snapshot[0])
+    assert conv.__dict__["_csg_buffers"]["filters"].data_ptr() != held[0].data_ptr()
+    # eval drops them (and no-grad forwards never write into them)
+    model.eval()
+    assert "_csg_buffers" not in conv.__dict__
+
+
+def test_reused_buffers_give_the_same_gradients_as_fresh_tensors(pixel_values, monkeypatch):
+    # two forwards before one backward (both graphs hold filters at once), and a backward through a kept graph
+    # the module, not the function `csg_hub.layers.reparameterize` that shadows it as an attribute
+    reparameterize = sys.modules["csg_hub.layers.reparameterize"]
+    torch.manual_seed(0)
+    model = csg_hub.CSGForImageClassification(make_config(model_args={"zero_init_last": False})).train()
+    labels = torch.tensor([0, 1])
+
+    def gradients() -> list[torch.Tensor]:
+        for _ in range(2):  # warm: the second round runs on kept buffers
+            model.zero_grad(set_to_none=True)
+            loss = model(pixel_values, labels=labels).loss + model(pixel_values.flip(-1), labels=labels).loss
+            loss.backward(retain_graph=True)
+            loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    reused = gradients()
+    reparameterize.clear_filter_cache(model)
+    monkeypatch.setattr(reparameterize, "_ALONE", None)  # never reuse
+    fresh = gradients()
+    assert len(reused) == len(fresh) and all(torch.equal(a, b) for a, b in zip(reused, fresh))

@@ -51,11 +51,15 @@ class SliceGenerator(nn.Module):
             nn.init.zeros_(self.hidden.bias)
         nn.init.normal_(self.proj.weight, std=self.proj.in_features**-0.5)
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """``codes`` of shape ``(N, code_dim)`` -> slices of shape ``(N, S, S, kh, kw)``."""
+    def forward(self, codes: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """``codes`` of shape ``(N, code_dim)`` -> slices of shape ``(N, S, S, kh, kw)``, times ``scale``."""
         x = codes
         if self.hidden is not None:
             x = self.act(self.hidden(x))
+        if scale != 1.0:
+            # the projection is linear and bias-free: scaling its input is scaling its output, on a tensor
+            # S*S*kh*kw / code_dim times smaller (and the same in backward)
+            x = x * scale
         x = self.proj(x)
         return x.view(-1, self.slice_size, self.slice_size, *self.kernel_size)
 

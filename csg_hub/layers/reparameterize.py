@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import math
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -33,7 +35,7 @@ class GeneratedConv:
         # Under torch.compile / torch.export the filters are part of the graph: the cache below compares
         # data pointers and mutates the module, which would break the graph and force recompiles.
         if (torch.is_grad_enabled() and self._csg_needs_grad()) or torch.compiler.is_compiling():
-            return self.generate_weight()
+            return self._generate_weight(self.__dict__.setdefault("_csg_buffers", {}))
         # Without autograd the filters only change when a parameter is written or replaced: the cache holds
         # the version counter (optimizer steps, load_state_dict, in-place edits) and data pointer (`.to()`,
         # `param.data = ...`, a new Parameter) of each tensor it was built from, and keeps those tensors'
@@ -65,10 +67,13 @@ class GeneratedConv:
 
     def generate_weight(self) -> torch.Tensor:
         """Assemble this layer's filters, shape `(C_out, C_in // groups, kh, kw)`, from its codes."""
+        return self._generate_weight(None)
+
+    def _generate_weight(self, buffers: dict | None) -> torch.Tensor:
         generator = self.__dict__["_csg_generator"]
         n_out, n_in = self.__dict__["_csg_grid"]
         s, (kh, kw) = generator.slice_size, generator.kernel_size
-        slices = generator(self.codes).view(n_out, n_in, s, s, kh, kw)
+        slices = generator(self.codes, self.__dict__["_csg_scale"]).view(n_out, n_in, s, s, kh, kw)
         c_in = self.in_channels // self.groups
         if torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling():
             raise RuntimeError(
@@ -78,27 +83,29 @@ class GeneratedConv:
                 "equivalent, model.to_timm()."
             )
         if torch.compiler.is_compiling():
-            # the compiler fuses these views and the crop into one kernel; AssembleFilters' strided `out=`
-            # copies are what eager mode needs, and a graph break here
+            # the compiler fuses these views and the crop into one kernel; AssembleFilters' strided copies
+            # are what eager mode needs, and a graph break here
             filters = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * s, n_in * s, kh, kw)
-            return filters[: self.out_channels, :c_in] * self.__dict__["_csg_scale"]
-        return AssembleFilters.apply(slices, self.out_channels, c_in, self.__dict__["_csg_scale"])
+            return filters[: self.out_channels, :c_in]
+        return AssembleFilters.apply(slices, self.out_channels, c_in, buffers)
 
     def train(self, mode: bool = True):
         self.__dict__.pop("_csg_cache", None)
+        if not mode:
+            self.__dict__.pop("_csg_buffers", None)
         return super().train(mode)
 
     def __reduce_ex__(self, protocol):
         # The class is made at run time (one per conv base class) and cannot be found by name: rebuild it
-        # from its importable base. The filter cache is derived state, keyed on data pointers: not pickled.
-        state = {k: v for k, v in self.__dict__.items() if k != "_csg_cache"}
+        # from its importable base. The filter cache and the training buffers are derived state: not pickled.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_csg_cache", "_csg_buffers")}
         return _unpickle_generated, (self._csg_base,), state
 
     def _csg_tensors(self) -> list[torch.Tensor]:
         return [self.codes, *self.__dict__["_csg_generator"].parameters()]
 
     def _csg_needs_grad(self) -> bool:
-        return any(t.requires_grad for t in self._csg_tensors())
+        return self._parameters["codes"].requires_grad or any(t.requires_grad for t in self._csg_tensors())
 
 
 
@@ -112,40 +119,113 @@ def _block_spans(channels: int, slice_size: int) -> list[tuple[int, int, int]]:
     return ([(0, full, slice_size)] if full else []) + ([(full, 1, rest)] if rest else [])
 
 
-class AssembleFilters(torch.autograd.Function):
-    """Slices `(n_out, n_in, S, S, kh, kw)` -> filters `(c_out, c_in, kh, kw)`, cropped and scaled.
+Geometry = tuple[tuple[int, ...], tuple[int, ...], int]
 
-    One strided copy each way, instead of autograd's permute, reshape, crop and scale, each of which
-    would make a full pass over the filters in forward and again in backward.
+
+def _geometry(view: torch.Tensor) -> Geometry:
+    return tuple(view.shape), view.stride(), view.storage_offset()
+
+
+@functools.lru_cache(maxsize=1024)
+def _assembly_plan(slices_shape: tuple[int, ...], c_out: int, c_in: int):
+    """Where each block of slices lands in the filters, as `as_strided` geometries (element strides and offsets).
+
+    Worked out once per layer shape on meta tensors: building these views with slicing and permutes on every
+    training step cost as much Python time as the copies themselves. The forward writes into a buffer whose rows
+    are padded to whole blocks (cropping rows is then a free view), so one copy per block column is enough.
+    """
+    n_out, s = slices_shape[0], slices_shape[2]
+    kernel = tuple(slices_shape[4:])
+    slices = torch.empty(slices_shape, device="meta")
+    padded = torch.empty(n_out * s, c_in, *kernel, device="meta")
+    forward = []
+    for c0, nc, cols in _block_spans(c_in, s):
+        block = slices[:, c0 : c0 + nc, :, :cols].permute(0, 2, 1, 3, 4, 5)
+        region = padded[:, c0 * s : c0 * s + nc * cols].view(n_out, s, nc, cols, *kernel)
+        forward.append((_geometry(block), _geometry(region)))
+    # backward reads the conv's (c_out, c_in) gradient: rows cannot be padded there, so full and cropped rows
+    # are separate copies; the cropped-away part of the last block row/column gets no gradient (zeros)
+    filters = torch.empty(c_out, c_in, *kernel, device="meta")
+    backward = []
+    for b0, nb, rows in _block_spans(c_out, s):
+        for c0, nc, cols in _block_spans(c_in, s):
+            block = slices[b0 : b0 + nb, c0 : c0 + nc, :rows, :cols].permute(0, 2, 1, 3, 4, 5)
+            region = filters[b0 * s : b0 * s + nb * rows, c0 * s : c0 * s + nc * cols]
+            backward.append((_geometry(block), _geometry(region.view(nb, rows, nc, cols, *kernel))))
+    zeros = [_geometry(slices[c_out // s :, :, c_out % s :])] if c_out % s else []
+    zeros += [_geometry(slices[:, c_in // s :, :, c_in % s :])] if c_in % s else []
+    return (n_out * s, c_in, *kernel), forward, backward, zeros
+
+
+def _holders(tensor: torch.Tensor) -> tuple[int, int]:
+    """How many tensors, and how many Python references, hold `tensor`'s storage."""
+    storage = tensor.untyped_storage()
+    return torch._C._storage_Use_Count(storage._cdata), sys.getrefcount(storage)
+
+
+# what `_holders` reads for a tensor nothing else shares (None: this torch cannot tell, so nothing is reused)
+_ALONE = _holders(torch.empty(1)) if hasattr(torch._C, "_storage_Use_Count") else None
+
+
+def _reusable(buffers: dict | None, name: str, shape: tuple[int, ...], like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A tensor of `shape` like `like`, and whether it is new: the one kept under `name` in `buffers` when no
+    other tensor or reference holds its storage (so writing into it cannot change anything anyone can see),
+    otherwise a new one, kept for next time.
+
+    Training steps assemble the filters, and their gradient, into the same few large tensors every step:
+    allocating them afresh each time costs more than the copies (the allocator returns that memory to the
+    system and the next step takes page faults to get it back).
+    """
+    kept = None if buffers is None else buffers.get(name)
+    if (
+        kept is not None
+        and _ALONE is not None
+        and kept.shape == shape
+        and kept.dtype == like.dtype
+        and kept.device == like.device
+        and _holders(kept) == _ALONE
+    ):
+        return kept, False
+    fresh = like.new_empty(shape)
+    if buffers is not None:
+        buffers[name] = fresh
+    return fresh, True
+
+
+def _at(tensor: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    size, stride, offset = geometry
+    return tensor.as_strided(size, stride, tensor.storage_offset() + offset)
+
+
+class AssembleFilters(torch.autograd.Function):
+    """Slices `(n_out, n_in, S, S, kh, kw)` -> filters `(c_out, c_in, kh, kw)`, cropped.
+
+    One strided copy each way, instead of autograd's permute, reshape and crop, each of which
+    would make a full pass over the filters in forward and again in backward. With `buffers` (a dict the
+    layer keeps), the filters and their gradient are written into tensors reused from earlier calls
+    whenever nothing else holds them.
     """
 
     @staticmethod
-    def _pairs(slices: torch.Tensor, filters: torch.Tensor):
-        s = slices.shape[2]
-        for b0, nb, rows in _block_spans(filters.shape[0], s):
-            for c0, nc, cols in _block_spans(filters.shape[1], s):
-                block = slices[b0 : b0 + nb, c0 : c0 + nc, :rows, :cols].permute(0, 2, 1, 3, 4, 5)
-                region = filters[b0 * s : b0 * s + nb * rows, c0 * s : c0 * s + nc * cols]
-                yield block, region.view(nb, rows, nc, cols, *filters.shape[2:])
-
-    @staticmethod
-    def forward(ctx, slices: torch.Tensor, c_out: int, c_in: int, scale: float) -> torch.Tensor:
-        ctx.slices_shape, ctx.scale = slices.shape, scale
-        filters = slices.new_empty(c_out, c_in, *slices.shape[4:])
-        for block, region in AssembleFilters._pairs(slices, filters):
-            torch.mul(block, scale, out=region)
-        return filters
+    def forward(ctx, slices: torch.Tensor, c_out: int, c_in: int, buffers: dict | None = None) -> torch.Tensor:
+        slices = slices.contiguous()
+        plan = _assembly_plan(tuple(slices.shape), c_out, c_in)
+        ctx.plan, ctx.slices_shape, ctx.buffers = plan, slices.shape, buffers
+        padded, _ = _reusable(buffers, "filters", plan[0], slices)
+        for block, region in plan[1]:
+            _at(padded, region).copy_(_at(slices, block))
+        # always a view: the kept tensor itself must not become this graph's output (it would hold the graph)
+        return padded[:c_out]
 
     @staticmethod
     def backward(ctx, grad_filters: torch.Tensor):
-        s = ctx.slices_shape[2]
-        c_out, c_in = grad_filters.shape[:2]
-        grad = grad_filters.new_empty(ctx.slices_shape)
-        # the cropped-away part of the last block row/column gets no gradient
-        grad[c_out // s :, :, c_out % s or s :].zero_()
-        grad[:, c_in // s :, :, c_in % s or s :].zero_()
-        for block, region in AssembleFilters._pairs(grad, grad_filters.contiguous()):
-            torch.mul(region, ctx.scale, out=block)
+        grad_filters = grad_filters.contiguous()
+        grad, new = _reusable(ctx.buffers, "grad", ctx.slices_shape, grad_filters)
+        if new:  # the cropped-away part of the last block row/column gets no gradient; copies never write it
+            for zeros in ctx.plan[3]:
+                _at(grad, zeros).zero_()
+        for block, region in ctx.plan[2]:
+            _at(grad, block).copy_(_at(grad_filters, region))
         return grad, None, None, None
 
 
@@ -265,9 +345,11 @@ def generated_convs(model: nn.Module) -> Iterator[tuple[str, GeneratedConv]]:
 
 
 def clear_filter_cache(model: nn.Module) -> None:
-    """Drop the filters cached for no-grad forwards (they are rebuilt on the next one)."""
+    """Drop the filters kept between forwards: the cache of no-grad forwards (rebuilt on the next one) and the
+    tensors training steps assemble filters and gradients into (allocated again on the next step)."""
     for _, conv in generated_convs(model):
         conv.__dict__.pop("_csg_cache", None)
+        conv.__dict__.pop("_csg_buffers", None)
 
 
 def materialize(model: nn.Module) -> nn.Module:
@@ -281,7 +363,7 @@ def materialize(model: nn.Module) -> nn.Module:
             weight = conv.generate_weight().detach().clone()
         requires_grad = conv.codes.requires_grad
         del conv._parameters["codes"]
-        for attr in ("_csg_generator", "_csg_grid", "_csg_scale", "_csg_cache"):
+        for attr in ("_csg_generator", "_csg_grid", "_csg_scale", "_csg_cache", "_csg_buffers"):
             conv.__dict__.pop(attr, None)
         conv.__class__ = conv._csg_base
         conv.weight = nn.Parameter(weight, requires_grad=requires_grad)
