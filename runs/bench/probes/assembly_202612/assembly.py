@@ -2,7 +2,8 @@
 assembly and their backward (gradient: a fixed random filters-shaped tensor), against the generator GEMMs alone
 (bench.py's floor work). `before`: the assembly as of 0befed4 (views built by slicing on every call, 2-4 copies a
 layer); `now`: the package's (as_strided geometry worked out once per shape, rows padded in forward, plain copies: the fan-in
-scale moved onto the generator input); `copy_only`:
+scale moved onto the generator input) allocating its tensors afresh (`generate_weight()`); `reused`: the same
+writing into the layer's kept tensors, as a training step's `conv.weight` does; `copy_only`:
 one contiguous scaled copy of the generator output each way (the same bytes, no layout change). Interleaved
 rounds, 2 threads. Usage: python runs/bench/probes/assembly_202612/assembly.py [architecture] [image size]"""
 
@@ -90,6 +91,10 @@ def now():
     torch.autograd.backward([c.generate_weight() for c in convs], grads)
 
 
+def reused():
+    torch.autograd.backward([c._generate_weight(c.__dict__.setdefault("_csg_buffers", {})) for c in convs], grads)
+
+
 def copy_only():
     torch.autograd.backward([Contiguous.apply(c._csg_generator(c.codes), c._csg_scale) for c in convs], floor_grads)
 
@@ -104,7 +109,7 @@ for c, g in zip(convs, grads):  # before and now agree, values and codes gradien
     assert torch.allclose(results[0][0], results[1][0], atol=1e-6) and torch.allclose(results[0][1], results[1][1], atol=1e-6)
     c.codes.grad = None
 
-variants = {"floor": floor, "before": before, "now": now, "copy_only": copy_only}
+variants = {"floor": floor, "before": before, "now": now, "reused": reused, "copy_only": copy_only}
 for fn in variants.values():
     for _ in range(3):
         fn()
