@@ -32,9 +32,11 @@ class GeneratedConv:
 
     @property
     def weight(self) -> torch.Tensor:
-        # Under torch.compile / torch.export the filters are part of the graph: the cache below compares
-        # data pointers and mutates the module, which would break the graph and force recompiles.
-        if (torch.is_grad_enabled() and self._csg_needs_grad()) or torch.compiler.is_compiling():
+        # Under torch.compile / torch.export the filters are part of the graph: the cache and the kept buffers
+        # below compare data pointers and mutate the module, which would break the graph and force recompiles.
+        if torch.compiler.is_compiling():
+            return self._generate_weight(None)
+        if torch.is_grad_enabled() and self._csg_needs_grad():
             return self._generate_weight(self.__dict__.setdefault("_csg_buffers", {}))
         # Without autograd the filters only change when a parameter is written or replaced: the cache holds
         # the version counter (optimizer steps, load_state_dict, in-place edits) and data pointer (`.to()`,
