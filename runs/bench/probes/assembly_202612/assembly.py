@@ -5,7 +5,7 @@ layer); `now`: the package's (as_strided geometry worked out once per shape, row
 scale moved onto the generator input) allocating its tensors afresh (`generate_weight()`); `reused`: the same
 writing into the layer's kept tensors, as a training step's `conv.weight` does; `copy_only`:
 one contiguous scaled copy of the generator output each way (the same bytes, no layout change). Interleaved
-rounds, 2 threads. Usage: python runs/bench/probes/assembly_202612/assembly.py [architecture] [image size]"""
+rounds, 2 threads. Usage: python runs/bench/probes/assembly_202612/assembly.py [architecture] [all-convs]"""
 
 import resource
 import statistics
@@ -18,9 +18,11 @@ import csg_hub
 from csg_hub.layers.reparameterize import generated_convs
 
 arch = sys.argv[1] if len(sys.argv) > 1 else "resnet18"
+policy = {"generate_pointwise": True} if sys.argv[2:] == ["all-convs"] else {}
 torch.set_num_threads(2)
 torch.manual_seed(0)
-config = csg_hub.CSGConfig(architecture=arch, in_chans=1, image_size=28, id2label={i: str(i) for i in range(10)})
+config = csg_hub.CSGConfig(architecture=arch, in_chans=1, image_size=28, id2label={i: str(i) for i in range(10)},
+                           **policy)
 convs = [c for _, c in generated_convs(csg_hub.CSGForImageClassification(config))]
 grads = [torch.randn(c.out_channels, c.in_channels // c.groups, *c.kernel_size) for c in convs]
 floor_grads = [torch.randn_like(c._csg_generator(c.codes)) for c in convs]
@@ -123,7 +125,7 @@ for _ in range(60):
         times[k].append(time.perf_counter() - t)
         faults[k] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f
 base = statistics.median(times["floor"])
-print(f"{arch}: {len(convs)} generated convs, 60 interleaved rounds")
+print(f"{arch}{' all convs' if policy else ''}: {len(convs)} generated convs, 60 interleaved rounds")
 for k, v in times.items():
     m = statistics.median(v)
     print(f"{k:10s} median {m * 1e3:7.2f} ms  min {min(v) * 1e3:7.2f} ms  median minus floor {(m - base) * 1e3:6.2f} ms"
