@@ -27,6 +27,14 @@ def test_generator_hidden_layer_option():
     assert 0.5 < slices.std().item() < 2.0  # unit-variance initialisation
 
 
+@pytest.mark.parametrize("hidden_dim", [0, 16])
+def test_generator_scale_scales_the_slices(hidden_dim):
+    # the fan-in scale is applied to the projection's input: the same slices as scaling its output
+    gen = csg_hub.SliceGenerator(code_dim=8, slice_size=4, kernel_size=(3, 3), hidden_dim=hidden_dim).double()
+    codes = torch.randn(5, 8, dtype=torch.float64)
+    torch.testing.assert_close(gen(codes, 0.3), 0.3 * gen(codes))
+
+
 def test_default_policy_resnet18_generates_3x3_only():
     model = csg_hub.CSGForImageClassification(make_config())
     net = model.timm_model
