@@ -4,7 +4,8 @@ assembly and their backward (gradient: a fixed random filters-shaped tensor), ag
 layer); `now`: the package's (as_strided geometry worked out once per shape, rows padded in forward, plain copies: the fan-in
 scale moved onto the generator input) allocating its tensors afresh (`generate_weight()`); `reused`: the same
 writing into the layer's kept tensors, as a training step's `conv.weight` does; `copy_only`:
-one contiguous scaled copy of the generator output each way (the same bytes, no layout change). Interleaved
+one contiguous scaled copy of the generator output each way (the same bytes, no layout change); `copy_kept`: one
+contiguous copy each way into tensors kept between rounds (what the copies alone cost, without the layout change). Interleaved
 rounds, 2 threads. Usage: python runs/bench/probes/assembly_202612/assembly.py [architecture] [all-convs]"""
 
 import resource
@@ -81,6 +82,22 @@ class Contiguous(torch.autograd.Function):
         return g * ctx.scale, None
 
 
+class ContiguousKept(torch.autograd.Function):  # the same contiguous copies into tensors kept between rounds
+    @staticmethod
+    def forward(ctx, x, kept):
+        ctx.kept = kept
+        if "out" not in kept:
+            kept["out"], kept["grad"] = torch.empty_like(x), torch.empty_like(x)
+        return kept["out"].copy_(x).view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.kept["grad"].copy_(g), None
+
+
+KEPT = [{} for _ in convs]
+
+
 def floor():
     torch.autograd.backward([c._csg_generator(c.codes) for c in convs], floor_grads)
 
@@ -111,7 +128,13 @@ for c, g in zip(convs, grads):  # before and now agree, values and codes gradien
     assert torch.allclose(results[0][0], results[1][0], atol=1e-6) and torch.allclose(results[0][1], results[1][1], atol=1e-6)
     c.codes.grad = None
 
-variants = {"floor": floor, "before": before, "now": now, "reused": reused, "copy_only": copy_only}
+def copy_kept():
+    outs = [ContiguousKept.apply(c._csg_generator(c.codes, c._csg_scale), k) for c, k in zip(convs, KEPT)]
+    torch.autograd.backward(outs, floor_grads)
+
+
+variants = {"floor": floor, "before": before, "now": now, "reused": reused, "copy_only": copy_only,
+            "copy_kept": copy_kept}
 for fn in variants.values():
     for _ in range(3):
         fn()
