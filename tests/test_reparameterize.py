@@ -1,3 +1,4 @@
+import copy
 import math
 import sys
 
@@ -253,7 +254,8 @@ def test_training_steps_reuse_filter_memory_only_when_nothing_holds_it(pixel_val
     storage = torch.empty(0).set_(held[2], 0, snapshot[0].shape)
     assert torch.equal(storage, snapshot[0])
     assert conv.__dict__["_csg_buffers"]["filters"].data_ptr() != held[0].data_ptr()
-    # eval drops them (and no-grad forwards never write into them)
+    # derived state: copies and pickles leave them behind; eval drops them (no-grad forwards never use them)
+    assert "_csg_buffers" not in copy.deepcopy(conv).__dict__
     model.eval()
     assert "_csg_buffers" not in conv.__dict__
 
