@@ -105,22 +105,6 @@ def test_compile_fullgraph_eval_and_training_step(tiny, x):
     assert counters["stats"]["unique_graphs"] == 2
 
 
-def test_compiled_graphs_assemble_with_the_operator_and_exports_without(tiny, x):
-    # torch.compile hands the assembly to csg_hub's operator; an exported program keeps plain aten ops, so that
-    # it (and its ONNX translation) runs where csg_hub is not installed
-    graphs = []
-
-    def capture(gm, example_inputs):
-        graphs.append(gm.code)
-        return gm.forward
-
-    torch._dynamo.reset()
-    torch.compile(tiny, backend=capture, fullgraph=True)(x)
-    generated = len(list(csg_hub.generated_convs(tiny)))
-    assert len(graphs) == 1 and graphs[0].count("csg_hub.assemble_filters") == generated > 0
-    assert "csg_hub" not in str(torch.export.export(tiny, (x,)).graph)
-
-
 def test_torch_export(tiny, x):
     exported = torch.export.export(tiny, (x,))
     torch.testing.assert_close(exported.module()(x).logits, _logits(tiny, x), rtol=1e-5, atol=1e-6)

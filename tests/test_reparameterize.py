@@ -9,13 +9,7 @@ from conftest import ALL_CONVS, ARCHITECTURES, make_config
 from torch import nn
 
 import csg_hub
-from csg_hub.layers.reparameterize import (
-    AssembleFilters,
-    GeneratedConv,
-    assemble_filters_backward_op,
-    assemble_filters_op,
-    kernel_key,
-)
+from csg_hub.layers.reparameterize import AssembleFilters, GeneratedConv, kernel_key
 
 
 def test_generator_default_is_the_papers_single_linear():
@@ -231,26 +225,6 @@ def test_assemble_filters_equals_permute_crop(c_out, c_in, slice_size, kernel):
     (expected,) = torch.autograd.grad(naive[:c_out, :c_in], slices, upstream)
     (got,) = torch.autograd.grad(AssembleFilters.apply(slices, c_out, c_in), slices, upstream)
     assert torch.equal(got, expected)
-
-
-@pytest.mark.parametrize("c_out, c_in, slice_size, kernel", [(24, 36, 12, 3), (7, 5, 3, 1), (10, 1, 4, 3)])
-def test_compiled_graphs_assembly_operator_equals_permute_crop(c_out, c_in, slice_size, kernel):
-    # the operator compiled graphs call: the naive permute -> reshape -> crop, values and gradients (the gradient
-    # from any layout, as inductor hands over channels-last ones), and fake and autograd registrations that agree
-    # with the real kernels
-    n_out, n_in = -(-c_out // slice_size), -(-c_in // slice_size)
-    shape = (n_out, n_in, slice_size, slice_size, kernel, kernel)
-    slices = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    naive = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * slice_size, n_in * slice_size, kernel, kernel)
-    filters = assemble_filters_op(slices, c_out, c_in)
-    assert filters.is_contiguous() and torch.equal(filters, naive[:c_out, :c_in])
-    for layout in (torch.contiguous_format, torch.channels_last):
-        upstream = torch.randn(c_out, c_in, kernel, kernel, dtype=torch.float64).to(memory_format=layout)
-        (expected,) = torch.autograd.grad(naive[:c_out, :c_in], slices, upstream)
-        (got,) = torch.autograd.grad(assemble_filters_op(slices, c_out, c_in), slices, upstream)
-        assert torch.equal(got, expected)
-        torch.library.opcheck(assemble_filters_backward_op, (upstream, n_out, n_in, slice_size))
-    torch.library.opcheck(assemble_filters_op, (slices, c_out, c_in))
 
 
 def _train_step(model, pixel_values, labels) -> None:

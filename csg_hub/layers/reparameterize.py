@@ -13,7 +13,6 @@ import functools
 import math
 import sys
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -86,12 +85,10 @@ class GeneratedConv:
                 "equivalent, model.to_timm()."
             )
         if torch.compiler.is_compiling():
-            if _is_exporting is None or _is_exporting():
-                # plain ops: an exported program (and its ONNX translation) runs without csg_hub
-                filters = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * s, n_in * s, kh, kw)
-                return filters[: self.out_channels, :c_in]
-            # an autograd.Function with kept buffers would break the graph; the operator is one node
-            return assemble_filters_op(slices, self.out_channels, c_in)
+            # the compiler fuses these views and the crop into one kernel; AssembleFilters' strided copies
+            # are what eager mode needs, and a graph break here
+            filters = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * s, n_in * s, kh, kw)
+            return filters[: self.out_channels, :c_in]
         return AssembleFilters.apply(slices, self.out_channels, c_in, buffers)
 
     def train(self, mode: bool = True):
@@ -131,57 +128,35 @@ def _geometry(view: torch.Tensor) -> Geometry:
     return tuple(view.shape), view.stride(), view.storage_offset()
 
 
-class AssemblyPlan(NamedTuple):
-    """Where each block of slices lands in the filters, as `as_strided` geometries (element strides and offsets)."""
-
-    padded_shape: tuple[int, ...]  # filters with rows padded to whole blocks
-    padded: list[tuple[Geometry, Geometry]]  # (slices block, padded filters region): one per block column
-    exact: list[tuple[Geometry, Geometry]]  # (slices block, filters region), full and cropped block rows apart
-    cropped: list[Geometry]  # the slices' parts cropped away (no gradient)
-
-
 @functools.lru_cache(maxsize=1024)
-def _assembly_plan(
-    slices_shape: tuple[int, ...], c_out: int, c_in: int, filter_strides: tuple[int, ...] | None = None
-) -> AssemblyPlan:
-    """The copies between slices `(n_out, n_in, S, S, kh, kw)` and filters `(c_out, c_in, kh, kw)` (of
-    `filter_strides`, contiguous by default).
+def _assembly_plan(slices_shape: tuple[int, ...], c_out: int, c_in: int):
+    """Where each block of slices lands in the filters, as `as_strided` geometries (element strides and offsets).
 
     Worked out once per layer shape on meta tensors: building these views with slicing and permutes on every
-    training step cost as much Python time as the copies themselves. Writing into a buffer whose rows are padded
-    to whole blocks (cropping rows is then a free view) takes one copy per block column; exact-size filters, or
-    their gradient, take separate copies for full and cropped block rows.
+    training step cost as much Python time as the copies themselves. The forward writes into a buffer whose rows
+    are padded to whole blocks (cropping rows is then a free view), so one copy per block column is enough.
     """
     n_out, s = slices_shape[0], slices_shape[2]
     kernel = tuple(slices_shape[4:])
     slices = torch.empty(slices_shape, device="meta")
     padded = torch.empty(n_out * s, c_in, *kernel, device="meta")
-    padded_pairs = []
+    forward = []
     for c0, nc, cols in _block_spans(c_in, s):
         block = slices[:, c0 : c0 + nc, :, :cols].permute(0, 2, 1, 3, 4, 5)
         region = padded[:, c0 * s : c0 * s + nc * cols].view(n_out, s, nc, cols, *kernel)
-        padded_pairs.append((_geometry(block), _geometry(region)))
-    shape = (c_out, c_in, *kernel)
-    filters = torch.empty_strided(shape, filter_strides or torch.empty(shape, device="meta").stride(), device="meta")
-    exact = []
+        forward.append((_geometry(block), _geometry(region)))
+    # backward reads the conv's (c_out, c_in) gradient: rows cannot be padded there, so full and cropped rows
+    # are separate copies; the cropped-away part of the last block row/column gets no gradient (zeros)
+    filters = torch.empty(c_out, c_in, *kernel, device="meta")
+    backward = []
     for b0, nb, rows in _block_spans(c_out, s):
         for c0, nc, cols in _block_spans(c_in, s):
             block = slices[b0 : b0 + nb, c0 : c0 + nc, :rows, :cols].permute(0, 2, 1, 3, 4, 5)
             region = filters[b0 * s : b0 * s + nb * rows, c0 * s : c0 * s + nc * cols]
-            exact.append((_geometry(block), _geometry(region.unflatten(0, (nb, rows)).unflatten(2, (nc, cols)))))
-    cropped = [_geometry(slices[c_out // s :, :, c_out % s :])] if c_out % s else []
-    cropped += [_geometry(slices[:, c_in // s :, :, c_in % s :])] if c_in % s else []
-    return AssemblyPlan((n_out * s, c_in, *kernel), padded_pairs, exact, cropped)
-
-
-def _slices_gradient(grad_filters: torch.Tensor, grad: torch.Tensor, plan: AssemblyPlan, new: bool) -> torch.Tensor:
-    """Write the filters' gradient into `grad`, laid out as the slices; `new`: `grad` has not been written before."""
-    if new:  # the cropped-away part of the last block row/column gets no gradient; the copies never write it
-        for cropped in plan.cropped:
-            _at(grad, cropped).zero_()
-    for block, region in plan.exact:
-        _at(grad, block).copy_(_at(grad_filters, region))
-    return grad
+            backward.append((_geometry(block), _geometry(region.view(nb, rows, nc, cols, *kernel))))
+    zeros = [_geometry(slices[c_out // s :, :, c_out % s :])] if c_out % s else []
+    zeros += [_geometry(slices[:, c_in // s :, :, c_in % s :])] if c_in % s else []
+    return (n_out * s, c_in, *kernel), forward, backward, zeros
 
 
 def _holders(tensor: torch.Tensor) -> tuple[int, int]:
@@ -238,8 +213,8 @@ class AssembleFilters(torch.autograd.Function):
         slices = slices.contiguous()
         plan = _assembly_plan(tuple(slices.shape), c_out, c_in)
         ctx.plan, ctx.slices_shape, ctx.buffers = plan, slices.shape, buffers
-        padded, _ = _reusable(buffers, "filters", plan.padded_shape, slices)
-        for block, region in plan.padded:
+        padded, _ = _reusable(buffers, "filters", plan[0], slices)
+        for block, region in plan[1]:
             _at(padded, region).copy_(_at(slices, block))
         # always a view: the kept tensor itself must not become this graph's output (it would hold the graph)
         return padded[:c_out]
@@ -248,55 +223,12 @@ class AssembleFilters(torch.autograd.Function):
     def backward(ctx, grad_filters: torch.Tensor):
         grad_filters = grad_filters.contiguous()
         grad, new = _reusable(ctx.buffers, "grad", ctx.slices_shape, grad_filters)
-        return _slices_gradient(grad_filters, grad, ctx.plan, new), None, None, None
-
-
-# Compiled graphs assemble the filters with the same strided copies, behind an operator inductor does not look
-# into: fused by inductor, the permute and crop became one scalar gather with a division and a modulo per element,
-# slower than these copies plus the layout conversion inductor adds around an opaque op (a compiled resnet18
-# training step at 224x224 ran ~3% faster, runs/bench/probes/compiled_202612/customop_2.log). torch.export keeps
-# the plain permute/reshape/crop (see `_generate_weight`), so that exported programs need no csg_hub operator.
-@torch.library.custom_op("csg_hub::assemble_filters", mutates_args=())
-def assemble_filters_op(slices: torch.Tensor, c_out: int, c_in: int) -> torch.Tensor:
-    """Slices `(n_out, n_in, S, S, kh, kw)` -> new filters `(c_out, c_in, kh, kw)`, cropped."""
-    slices = slices.contiguous()
-    filters = slices.new_empty(c_out, c_in, *slices.shape[4:])
-    for block, region in _assembly_plan(tuple(slices.shape), c_out, c_in).exact:
-        _at(filters, region).copy_(_at(slices, block))
-    return filters
-
-
-@assemble_filters_op.register_fake
-def _(slices: torch.Tensor, c_out: int, c_in: int) -> torch.Tensor:
-    return slices.new_empty(c_out, c_in, *slices.shape[4:])
-
-
-@torch.library.custom_op("csg_hub::assemble_filters_backward", mutates_args=())
-def assemble_filters_backward_op(grad_filters: torch.Tensor, n_out: int, n_in: int, slice_size: int) -> torch.Tensor:
-    """The filters' gradient, of any strides (inductor hands over channels-last ones), laid out as the slices."""
-    shape = (n_out, n_in, slice_size, slice_size, *grad_filters.shape[2:])
-    c_out, c_in = grad_filters.shape[:2]
-    plan = _assembly_plan(shape, c_out, c_in, tuple(grad_filters.stride()))
-    return _slices_gradient(grad_filters, grad_filters.new_empty(shape), plan, new=True)
-
-
-@assemble_filters_backward_op.register_fake
-def _(grad_filters: torch.Tensor, n_out: int, n_in: int, slice_size: int) -> torch.Tensor:
-    return grad_filters.new_empty(n_out, n_in, slice_size, slice_size, *grad_filters.shape[2:])
-
-
-def _assemble_filters_setup(ctx, inputs, output) -> None:
-    ctx.grid = tuple(inputs[0].shape[:3])
-
-
-def _assemble_filters_backward(ctx, grad_filters: torch.Tensor):
-    return assemble_filters_backward_op(grad_filters, *ctx.grid), None, None
-
-
-assemble_filters_op.register_autograd(_assemble_filters_backward, setup_context=_assemble_filters_setup)
-
-# torch < 2.6 cannot tell export from compile: there every compiled graph keeps the plain ops
-_is_exporting = getattr(torch.compiler, "is_exporting", None)
+        if new:  # the cropped-away part of the last block row/column gets no gradient; copies never write it
+            for zeros in ctx.plan[3]:
+                _at(grad, zeros).zero_()
+        for block, region in ctx.plan[2]:
+            _at(grad, block).copy_(_at(grad_filters, region))
+        return grad, None, None, None
 
 
 _GENERATED_CLASSES: dict[type, type] = {}
