@@ -2,7 +2,7 @@
 # Issue 15's benchmark table from one full pass, every setting, on a quiet machine (both cores free, 2 threads):
 # the zoo's 28x28 input (training b128, cached eval b1/b64, verified loading, weight-VAE), resnet18 at 56x56
 # (training), and the networks' own 224x224 input (training and eval b1/b16, eager and torch.compile'd). fp32
-# only: this CPU has no bf16 instructions (autocast bf16 is ~50x slower here). One call per variant and round
+# only: the AVX2 machine of the earlier sessions had no bf16 instructions (autocast bf16 ~50x slower there). One call per variant and round
 # (many short rounds pair the variants closely in time; each paired ratio comes with its bootstrap interval).
 # Usage: TAG=v9 bash runs/bench/full_pass.sh   (repo root; ~30-40 min on the 2-core EPYC)
 set -eu
