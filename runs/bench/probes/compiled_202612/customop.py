@@ -5,6 +5,8 @@ faster than inductor's own fused permute/crop kernels? Compiled resnet18 CSG tra
   op        - a custom op writing contiguous filters (inductor then converts them to its channels-last layout)
   op_cl     - the same op writing channels-last filters directly
   op_kept   - `op` writing into tensors kept per layer and reused when nothing holds them (as eager training does)
+  reorder   - no op: the generator's output columns reordered (its weight's rows permuted, a 93k-float copy) to
+              (kh, kw, S, S), so that the channels-last filters inductor wants take runs of S floats from the slices
   package   - the compile path of the csg_hub checked out: at c242b35 (reverted in 8a16b67) its own operator, as `op`
 Usage: customop.py [arch] [rounds] [variant,variant,...]"""
 import functools, random, statistics, sys, time
@@ -106,6 +108,13 @@ def patched(self, buffers):
     n_out, n_in = self.__dict__["_csg_grid"]
     s, (kh, kw) = generator.slice_size, generator.kernel_size
     slices = generator(self.codes, self.__dict__["_csg_scale"]).view(n_out, n_in, s, s, kh, kw)
+    if variant == "reorder":
+        proj = generator.proj.weight
+        x = self.codes if generator.hidden is None else generator.act(generator.hidden(self.codes))
+        reordered = proj.view(s, s, kh, kw, -1).permute(2, 3, 0, 1, 4).reshape(proj.shape)
+        slices = F.linear(x * self.__dict__["_csg_scale"], reordered).view(n_out, n_in, kh, kw, s, s)
+        filters = slices.permute(0, 4, 2, 3, 1, 5).reshape(n_out * s, kh, kw, n_in * s)
+        return filters[: self.out_channels, :, :, : self.in_channels // self.groups].permute(0, 3, 1, 2)
     if variant == "inductor":  # the package's compile path at 7b8e719 and again since 8a16b67
         filters = slices.permute(0, 2, 1, 3, 4, 5).reshape(n_out * s, n_in * s, kh, kw)
         return filters[: self.out_channels, : self.in_channels // self.groups]
