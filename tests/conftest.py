@@ -10,11 +10,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# huggingface_hub reads these at import time, so they are set before anything imports it: every Hub
-# call in the suite goes to the Hub-protocol server below, with a cache of its own and no Xet.
-HUB_PORT = _free_port()
+# huggingface_hub reads these at import time, so they are set before anything imports it (helpers.py
+# imports csg_hub, so it comes after): every Hub call in the suite goes to the Hub-protocol server below,
+# with a cache of its own and no Xet.
 os.environ.update(
-    HF_ENDPOINT=f"http://127.0.0.1:{HUB_PORT}",
+    HF_ENDPOINT=f"http://127.0.0.1:{_free_port()}",
     HF_HOME=tempfile.mkdtemp(prefix="csg-hf-home-"),
     HF_HUB_DISABLE_XET="1",
     HF_HUB_DISABLE_TELEMETRY="1",
@@ -26,8 +26,7 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 
 import pytest
 import torch
-
-import csg_hub
+from helpers import HUB_PORT  # after the environment above: it reads HF_ENDPOINT
 
 
 @pytest.fixture(scope="session")
@@ -39,24 +38,6 @@ def hub_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
-
-
-def make_config(architecture: str = "resnet18", **overrides) -> csg_hub.CSGConfig:
-    """A 1-channel, 10-class config for tiny synthetic inputs."""
-    kwargs = {"architecture": architecture, "in_chans": 1, "num_labels": 10, "image_size": 32, **overrides}
-    return csg_hub.CSGConfig(**kwargs)
-
-
-ALL_CONVS = {"generate_pointwise": True, "generate_grouped": True}
-# The families every CSG feature is checked on, with the policy each is checked under.
-ARCHITECTURES = [
-    ("resnet18", {}),
-    ("resnet50", {}),
-    ("densenet121", {}),
-    ("efficientnet_b0", ALL_CONVS),
-    ("convnext_atto", {}),
-    ("resnet18", {**ALL_CONVS, "generator_hidden_dim": 64}),
-]
 
 
 @pytest.fixture

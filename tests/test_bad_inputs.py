@@ -18,7 +18,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from helpers import make_config
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -539,7 +539,12 @@ MATRIX = {
     "data": DATA_CASES,
     "server": SERVER_CASES,
 }
-CASES = [pytest.param(family, name, id=f"{family}: {name}") for family, cases in MATRIX.items() for name in cases]
+# the cases that are Hub-protocol round trips (the test server, pushes and downloads) are in the slow tier
+CASES = [
+    pytest.param(family, name, id=f"{family}: {name}",
+                 marks=pytest.mark.slow if family in ("hub", "server") or "on the Hub" in name else ())
+    for family, cases in MATRIX.items() for name in cases
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("family", "name"), CASES)
@@ -556,6 +561,7 @@ def test_matrix_size():
 # --- the right result where the input is fine -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_commit_sha_wins_over_a_legacy_ref_of_that_name(material, tmp_path):
     """A ref named like a sha (left by an older server) must not hijack `revision=<sha>`."""
     server = material["server"]
@@ -572,6 +578,7 @@ def test_commit_sha_wins_over_a_legacy_ref_of_that_name(material, tmp_path):
     assert loaded.config.code_dim == 72
 
 
+@pytest.mark.slow
 def test_upload_urls_ignore_a_spoofed_host(material):
     body = json.dumps({"operation": "upload", "objects": [{"oid": "1" * 64, "size": 3}]}).encode()
     request = _post(f"/{material['repo_id']}.git/info/lfs/objects/batch", body, extra="X-Ignored: 1\r\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from conftest import make_config
+from helpers import make_config
 from huggingface_hub import ModelCard
 
 import csg_hub
@@ -32,6 +32,7 @@ def _outputs(model, x) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["object", "folder", "repo"])
 def test_round_trip_of_a_representable_model_is_exact(hub_server, tmp_path, pixel_values, kind):
     model = _csg(id2label={i: f"c{i}" for i in range(10)})
@@ -67,6 +68,7 @@ def test_copied_tensors_include_running_statistics(pixel_values):
             assert torch.equal(state[f"timm_model.{key}"], tensor), key
 
 
+@pytest.mark.slow
 def test_function_aware_fit_weights_by_input_energy(pixel_values):
     dense = timm.create_model("resnet18", num_classes=10, in_chans=1).eval()  # not representable
     _, plain_report = csg_hub.CSGForImageClassification.from_dense(
@@ -129,6 +131,7 @@ def _convert_main():
     return module.main
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("extra", [[], ["--init", "activations", "--no-labels"], ["--init", "random", "--epochs", "0"]])
 def test_convert_script(tmp_path, extra):

@@ -58,6 +58,7 @@ def conv_key(conv) -> str:
     return "x".join(map(str, conv.kernel_size))
 
 
+@pytest.mark.slow
 def test_unpickles_in_a_fresh_interpreter(tiny, x, tmp_path):
     torch.save(tiny, tmp_path / "model.pt")
     torch.save(x, tmp_path / "x.pt")
@@ -72,6 +73,7 @@ def test_unpickles_in_a_fresh_interpreter(tiny, x, tmp_path):
     assert out[0] == "CSGForImageClassification" and float(out[1]) == _logits(tiny, x).sum().item()
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_eval_and_training_step(tiny, x):
     from torch._dynamo.utils import counters
 
@@ -110,6 +112,7 @@ def test_torch_export(tiny, x):
     torch.testing.assert_close(exported.module()(x).logits, _logits(tiny, x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_onnx_export_matches(tiny, x, tmp_path):
     pytest.importorskip("onnxscript", reason="the dynamo ONNX exporter needs onnxscript (test extra)")
     from onnx.reference import ReferenceEvaluator

@@ -13,6 +13,8 @@ import pytest
 
 from csg_hub.data import fashion_mnist_dataset_dict
 
+pytestmark = pytest.mark.slow  # subprocess launchers, training on real Fashion-MNIST
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from helpers import make_config
 from PIL import Image
 
 import csg_hub
@@ -56,6 +56,7 @@ def _alphabetical(dataset: datasets.Dataset) -> datasets.Dataset:
     return remapped.cast_column("label", datasets.ClassLabel(names=order))
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_reordered_classes_give_the_same_result(named_model, test_split, tmp_path):
     evaluate = _eval_main()
@@ -72,6 +73,7 @@ def test_other_class_names_are_an_error_listing_both():
     assert label_mapping(["b", "a"], ["a", "b"]) == [1, 0]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_named_columns(named_model, test_split, tmp_path):
     renamed = test_split.rename_columns({"image": "picture", "label": "category"})

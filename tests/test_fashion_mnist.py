@@ -11,7 +11,7 @@ from csg_hub.data import FASHION_MNIST_CLASSES, fashion_mnist_loader, load_fashi
 from csg_hub.evaluation import evaluate
 from csg_hub.training import TrainingArguments, fit
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_fashion_mnist_splits():

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from conftest import make_config
+from helpers import make_config
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoModelForImageClassification
 
 import csg_hub
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _repo(prefix="resnet18-csg"):

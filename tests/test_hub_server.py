@@ -19,6 +19,8 @@ from huggingface_hub.errors import (
 
 from csg_hub.testing.hub_server import HubServer
 
+pytestmark = pytest.mark.slow  # Hub-protocol round trips
+
 README = "---\nlicense: apache-2.0\ntags:\n- csg\nlibrary_name: timm\n---\n# A test model\n"
 WEIGHTS = bytes(range(256)) * 64  # 16 KiB of binary: a .safetensors path goes through LFS whatever its size
 WEIGHTS_PATH = "weights/model.safetensors"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import ARCHITECTURES, make_config
+from helpers import ARCHITECTURES, make_config
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 from transformers.modeling_outputs import ImageClassifierOutput
@@ -20,7 +20,14 @@ def _file_tensors(path):
     return load_file(path / "model.safetensors")
 
 
-@pytest.mark.parametrize(("architecture", "overrides"), ARCHITECTURES)
+# the round trips of resnet18/50 and densenet121 under the default policy take 2-6 s each: the slow tier
+ROUND_TRIPS = [
+    pytest.param(a, o, marks=pytest.mark.slow) if a in ("resnet18", "resnet50", "densenet121") and not o else (a, o)
+    for a, o in ARCHITECTURES
+]
+
+
+@pytest.mark.parametrize(("architecture", "overrides"), ROUND_TRIPS)
 def test_save_load_round_trip(tmp_path, architecture, overrides, pixel_values):
     model = _saved(tmp_path, architecture, **overrides)
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path)

@@ -75,6 +75,7 @@ def test_layout_has_no_import_cycles():
     assert not [m for m in graph if "csg_hub" in graph[m] and m != "csg_hub"]
 
 
+@pytest.mark.slow
 def test_import_csg_hub_loads_no_test_double():
     out = subprocess.run(
         [
@@ -121,6 +122,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_wheel_installed_outside_checkout_saves_pushes_and_reloads(hub_server, tmp_path):
     # build from a copy: the checkout stays free of build/ and egg-info

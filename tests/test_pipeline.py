@@ -12,7 +12,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from helpers import make_config
 from huggingface_hub import HfApi, ModelCard
 from PIL import Image
 from transformers import AutoImageProcessor, TrainingArguments, pipeline
@@ -79,6 +79,7 @@ def _save_split(dataset: datasets.Dataset, folder: Path) -> str:
     return str(folder)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("in_chans,image_size", [(1, 28), (3, 32)])
 def test_pipeline_equals_eval_on_folder_and_repo(hub_server, grey_split, colour_split, tmp_path, in_chans, image_size):
@@ -105,6 +106,7 @@ def test_pipeline_equals_eval_on_folder_and_repo(hub_server, grey_split, colour_
     assert len(labels) > 1
 
 
+@pytest.mark.slow  # real Fashion-MNIST images
 def test_processor_matches_eval_transform_bit_for_bit(grey_split):
     model = _tiny(1, 56)
     processor = csg_hub.CSGImageProcessor.from_config(model.config)
@@ -135,6 +137,7 @@ def test_bad_processor_config_is_refused():
         csg_hub.CSGImageProcessor(input_size=[1, 28, 28], mean=[0.1], std=[0.3], interpolation="lanczos9")
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_dense_export_of_a_grey_model_works_in_the_pipeline(hub_server, grey_split, tmp_path):
     model = _tiny(1, 28, grey_split)
@@ -168,6 +171,7 @@ def _with_card(model, folder: Path, top1: float = 77.5) -> None:
     ).save(folder / "README.md")  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_push_to_hub_keeps_measured_results(hub_server, tmp_path):
     _with_card(_tiny(1, 28), tmp_path / "zoo")
@@ -190,6 +194,7 @@ def test_push_to_hub_keeps_measured_results(hub_server, tmp_path):
     assert not card.data.eval_results and "not on this checkpoint" in str(card)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_trainer_fine_tune_and_push_keep_the_csg_card(hub_server, grey_split, tmp_path):
     _with_card(_tiny(1, 28), tmp_path / "zoo")

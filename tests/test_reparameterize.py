@@ -5,7 +5,7 @@ import sys
 import pytest
 import timm
 import torch
-from conftest import ALL_CONVS, ARCHITECTURES, make_config
+from helpers import ALL_CONVS, ARCHITECTURES, make_config
 from torch import nn
 
 import csg_hub
@@ -260,6 +260,7 @@ def test_training_steps_reuse_filter_memory_only_when_nothing_holds_it(pixel_val
     assert "_csg_buffers" not in conv.__dict__
 
 
+@pytest.mark.slow
 def test_reused_buffers_give_the_same_gradients_as_fresh_tensors(pixel_values, monkeypatch):
     # two forwards before one backward (both graphs hold filters at once), and a backward through a kept graph
     # the module, not the function `csg_hub.layers.reparameterize` that shadows it as an attribute

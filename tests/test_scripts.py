@@ -16,7 +16,7 @@ from huggingface_hub import ModelCard
 import csg_hub
 from csg_hub.data import FASHION_MNIST_CLASSES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import safetensors.torch
 import torch
-from conftest import make_config
+from helpers import make_config
 
 import csg_hub
 from csg_hub.storage import SCALE_SUFFIX, decode, encode, stored_keys

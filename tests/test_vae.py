@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from conftest import make_config
+from helpers import make_config
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 from torch import nn
 
@@ -262,6 +262,7 @@ def pushed(hub_server, csg_model):
     return artifact, decoder_repo, commit.oid, latents_repo
 
 
+@pytest.mark.slow
 def test_hub_round_trip_csg(pushed, csg_model, pixel_values):
     artifact, decoder_repo, revision, latents_repo = pushed
     files = set(HfApi().list_repo_files(latents_repo))
@@ -299,6 +300,7 @@ def _config_with(latents_repo: str, **changes) -> bytes:
     return json.dumps({**config, **changes}).encode()
 
 
+@pytest.mark.slow
 def test_missing_decoder_revision(pushed):
     _, decoder_repo, _, latents_repo = pushed
     bad = _config_with(latents_repo, decoder={"repo_id": decoder_repo, "revision": "0" * 40})
@@ -308,6 +310,7 @@ def test_missing_decoder_revision(pushed):
         weight_vae.push_latents(pushed[0], _repo("x"), decoder_repo, decoder_revision="0" * 40)
 
 
+@pytest.mark.slow
 def test_decoder_that_disagrees(pushed):
     artifact, _, _, latents_repo = pushed
     other = WeightVAE(WeightVAEConfig(chunk_size=256, latent_dim=4, encoder_hidden=(32,), decoder_hidden=(32,)))
@@ -320,11 +323,13 @@ def test_decoder_that_disagrees(pushed):
         weight_vae.push_latents(artifact, _repo("x"), other_repo)
 
 
+@pytest.mark.slow
 def test_corrupt_latents(pushed):
     with pytest.raises(csg_hub.CheckpointError, match="truncated or corrupt"):
         weight_vae.pull_latents(_edited_copy(pushed[3], "latents.safetensors", b"\x00" * 100))
 
 
+@pytest.mark.slow
 def test_manifest_that_does_not_fit_the_model(pushed):
     config = make_config(code_dim=36).to_dict()
     with pytest.raises(ValueError, match=r"'timm_model\.layer1\.0\.conv1\.codes' has shape \(36, 72\).*\(36, 36\)"):
@@ -341,6 +346,7 @@ def _script(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_compress_and_decompress_scripts(hub_server, csg_model, tmp_path):
     csg_model.save_pretrained(tmp_path / "model")
     repo = _repo("cli")
@@ -359,6 +365,7 @@ def test_compress_and_decompress_scripts(hub_server, csg_model, tmp_path):
         assert torch.equal(decoded.state_dict()[name], tensor), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["compress", "decompress", "vae_small_models"])
 def test_scripts_help(name):
     result = subprocess.run(
