@@ -4,10 +4,12 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelFor
 
 from .configuration import CSGConfig
 from .errors import CheckpointError
-from .hub import accuracy_result, config_from_timm, model_card, push_model, push_timm, save_timm
+from .hub import accuracy_result, model_card, push_model, push_timm, save_timm
 from .image_processing import CSGImageProcessor
-from .layers import SliceGenerator, format_report, generated_convs, materialize, parameter_report, reparameterize
+from .layers import SliceGenerator, generated_convs, materialize, reparameterize
 from .modeling import CSGForImageClassification, CSGModel, CSGPreTrainedModel
+from .report import format_report, parameter_report
+from .timm_utils import config_from_timm
 from .training import recalibrate_batchnorm
 from .vae import (
     CompressedModel,

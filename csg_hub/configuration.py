@@ -11,6 +11,12 @@ from transformers import PreTrainedConfig
 
 STORAGE_DTYPES = ("float32", "float16", "bfloat16", "int8")
 STORAGE_SCOPES = ("csg", "all")
+# The CSG hyper-parameters (what `scripts/train.py` and `scripts/convert.py` take as flags), and the values
+# those that are choices may take.
+CSG_FIELDS = ("slice_size", "code_dim", "generator_hidden_dim", "generator_activation", "generate_pointwise",
+              "pointwise_slice_size", "generate_grouped", "generate_stem", "include", "exclude", "fan_in_scaling",
+              "storage_dtype", "storage_scope")  # fmt: skip
+FIELD_CHOICES = {"storage_dtype": STORAGE_DTYPES, "storage_scope": STORAGE_SCOPES}
 
 
 # No `from __future__ import annotations` here: @strict checks each field against its annotation, which

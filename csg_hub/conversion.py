@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .layers.reparameterize import GENERATORS_ATTR, generated_convs
+from .timm_utils import ModelSource, create_pretrained, csg_kwargs_from_config_json, csg_kwargs_from_model
 
 FITS = ("least_squares", "activations")
 
@@ -149,12 +150,12 @@ def fit_codes_and_generators(
     convs = dict(generated_convs(csg))
     by_kernel: dict[str, list[str]] = {}
     for name, conv in convs.items():
-        if conv.__dict__["_csg_generator"].hidden is not None:
+        if conv.generator.hidden is not None:
             raise ValueError(
                 "from_dense fits linear generators only (generator_hidden_dim=0): a hidden layer makes the fit "
                 "non-linear. Convert with generator_hidden_dim=0."
             )
-        key = next(k for k, g in getattr(csg, GENERATORS_ATTR).items() if g is conv.__dict__["_csg_generator"])
+        key = next(k for k, g in getattr(csg, GENERATORS_ATTR).items() if g is conv.generator)
         by_kernel.setdefault(key, []).append(name)
     energy = {}
     if fit == "activations":
@@ -169,10 +170,9 @@ def fit_codes_and_generators(
         parts = []
         for name in names:
             conv = convs[name]
-            weight = dense.get_submodule(name).weight.detach().float() / conv.__dict__["_csg_scale"]
-            rows, mask = _slices(weight, conv.__dict__["_csg_grid"], s)
-            w = mask if fit == "least_squares" else mask * _channel_weights(
-                energy[name], conv.__dict__["_csg_grid"], s, generator.kernel_size)  # fmt: skip
+            weight = dense.get_submodule(name).weight.detach().float() / conv.fan_in_scale
+            rows, mask = _slices(weight, conv.grid, s)
+            w = mask if fit == "least_squares" else mask * _channel_weights(energy[name], conv.grid, s, generator.kernel_size)
             parts.append((name, rows, mask, w))
         targets = torch.cat([p[1] for p in parts])
         codes, basis = fit_generator(
@@ -201,69 +201,33 @@ def fit_codes_and_generators(
 
 
 def load_dense(source, revision: str | None = None) -> tuple[nn.Module, dict[str, Any], str | None]:
-    """A dense timm model from a model object, a local folder or a Hub repo id (timm's `hf-hub:` format,
-    TimmWrapper repos, csg-hub's `push_timm` exports), the `CSGConfig` arguments that describe it
-    (architecture, channels, size, normalization, labels) and its name for `base_model` (None for
-    objects). Only safetensors weights are read."""
+    """A dense timm model from a model object, a local folder or a Hub repo id (`repo@revision`, timm's `hf-hub:`
+    format, TimmWrapper repos, csg-hub's `push_timm` exports), the `CSGConfig` arguments that describe it
+    (architecture, channels, size, normalization, labels) and its name for `base_model` (None for objects).
+    Only safetensors weights are read."""
     import timm
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    from .hub.timm_interop import config_from_timm, read_config_json
 
     if isinstance(source, nn.Module):
-        cfg = getattr(source, "pretrained_cfg", None)
-        if not cfg or "architecture" not in cfg:
+        if "architecture" not in (getattr(source, "pretrained_cfg", None) or {}):
             raise ValueError(
                 f"from_dense takes timm models (with a pretrained_cfg naming the architecture), got "
                 f"{type(source).__name__}: build it with timm.create_model."
             )
-        kwargs = _config_from_model(source)
+        kwargs = csg_kwargs_from_model(source)
+        kwargs.pop("model_args", None)
         return source, kwargs, None
-    from pathlib import Path
-
-    name = str(source)
-    config = read_config_json(name, revision)
+    where = ModelSource.parse(source, revision)
+    config = where.config_json()
     if config.get("model_type") == "csg":
-        raise ValueError(f"{name} is already a CSG model (model_type 'csg'); load it with from_pretrained.")
+        raise ValueError(f"{where.name} is already a CSG model (model_type 'csg'); load it with from_pretrained.")
     if "architecture" not in config:
         raise ValueError(
-            f"{name} is not a timm model: its config.json has no 'architecture' (model_type "
+            f"{where.name} is not a timm model: its config.json has no 'architecture' (model_type "
             f"{config.get('model_type')!r}). from_dense converts timm CNNs."
         )
     if not timm.is_model(config["architecture"]):
-        raise ValueError(f"{name}: unknown timm architecture {config['architecture']!r} (timm {timm.__version__}).")
-    local = Path(name)
-    if local.is_dir():
-        if not (local / "model.safetensors").exists():
-            raise FileNotFoundError(
-                f"{local} has no model.safetensors (csg-hub reads safetensors weights, never pickles)."
-            )
-        model = timm.create_model(f"local-dir:{local}", pretrained=True)
-    else:
-        try:
-            hf_hub_download(name, "model.safetensors", revision=revision)
-        except EntryNotFoundError as err:
-            raise FileNotFoundError(
-                f"{name} has no model.safetensors (csg-hub reads safetensors weights, never pickles)."
-            ) from err
-        model = timm.create_model(f"hf-hub:{name}" + (f"@{revision}" if revision else ""), pretrained=True)
-    kwargs = config_from_timm(name, revision).to_dict()
-    keep = ("architecture", "in_chans", "image_size", "image_mean", "image_std", "model_args", "id2label")
-    return model, {k: kwargs[k] for k in keep if kwargs.get(k) is not None}, name
-
-
-def _config_from_model(model: nn.Module) -> dict[str, Any]:
-    cfg = model.pretrained_cfg
-    first = cfg.get("first_conv")
-    conv = model.get_submodule(first) if isinstance(first, str) else None
-    in_chans = conv.in_channels if isinstance(conv, nn.Conv2d) else cfg.get("input_size", (3,))[0]
-    kwargs: dict[str, Any] = {
-        "architecture": cfg["architecture"],
-        "in_chans": in_chans,
-        "image_size": cfg.get("input_size", (3, 224, 224))[-1],
-        "num_labels": model.num_classes,
-    }
-    if len(cfg.get("mean", ())) == in_chans:
-        kwargs.update(image_mean=list(cfg["mean"]), image_std=list(cfg["std"]))
-    return kwargs
+        raise ValueError(f"{where.name}: unknown timm architecture {config['architecture']!r} (timm {timm.__version__}).")
+    model = create_pretrained(where)
+    kwargs = csg_kwargs_from_config_json(config)
+    keep = ("architecture", "in_chans", "image_size", "image_mean", "image_std", "model_args", "id2label", "num_labels")
+    return model, {k: kwargs[k] for k in keep if kwargs.get(k) is not None}, where.name

@@ -13,59 +13,7 @@ import numpy as np
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-
-
-def to_mode(image, mode: str):
-    """A PIL image in mode "L" or "RGB". 16-bit greyscale is scaled to 8 bits (PIL's own conversion clips
-    it at 255); palette and other modes go through PIL's conversion (RGB -> L with PIL's luma weights)."""
-    from PIL import Image
-
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N") or (image.mode == "I" and image.getextrema()[1] > 255):
-        values = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.round(values / 257.0).clip(0, 255).astype(np.uint8))
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return image if image.mode == mode else image.convert(mode)
-
-
-def crop_padding(height: int) -> int:
-    """Padding of the training augmentation's random crop (black borders, as in the paper's recipe)."""
-    return max(1, height // 8)
-
-
-def image_transform(data_config: dict, train: bool = False):
-    """PIL image -> normalised tensor for a model's timm-style data config (`input_size`, `mean`, `std`,
-    `interpolation`, `crop_pct`).
-
-    Images are converted to the model's channel count (grey <-> RGB) and resized to its input size (with
-    `crop_pct < 1`, resized larger and centre-cropped, as timm's eval transform does). Training adds the
-    paper's augmentation: random crop with padding and horizontal flip.
-    """
-    from torchvision.transforms import v2
-
-    channels, height, width = data_config["input_size"]
-    if channels not in (1, 3):
-        raise ValueError(f"Only 1- or 3-channel models can take PIL images, this one wants {channels}.")
-    interpolation = data_config.get("interpolation", "bilinear")
-    if interpolation not in _INTERPOLATIONS:
-        raise ValueError(f"Unsupported interpolation {interpolation!r}; choose one of {_INTERPOLATIONS}.")
-    crop_pct = float(data_config.get("crop_pct", 1.0))
-    if not 0 < crop_pct <= 1:
-        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}.")
-    mode = "L" if channels == 1 else "RGB"
-    scaled = (height, width) if crop_pct == 1 else (int(height / crop_pct), int(width / crop_pct))
-    steps = [
-        v2.Lambda(lambda img: to_mode(img, mode)),
-        v2.PILToTensor(),
-        v2.Resize(scaled, interpolation=v2.InterpolationMode(interpolation), antialias=True),
-    ]
-    if scaled != (height, width):
-        steps.append(v2.CenterCrop((height, width)))
-    if train:
-        steps += [v2.RandomCrop((height, width), padding=crop_padding(height)), v2.RandomHorizontalFlip()]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data_config["mean"]), list(data_config["std"]))]
-    return v2.Compose(steps)
+from .data.transforms import image_transform
 
 
 class CSGImageProcessor(BaseImageProcessor):

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import mmap
 import os
 import re
 import zlib
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .errors import CheckpointError
 
@@ -84,39 +87,85 @@ def _read_hashes(path: Path, data_start: int, whole: str | None) -> tuple[str, s
     return f"{crc:08x}", None if full is None else full.hexdigest()
 
 
+# safetensors' dtype names, by torch dtype
+_DTYPE_NAMES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def _layout(specs: dict[str, tuple[torch.dtype, tuple[int, ...]]], metadata: dict[str, str]) -> tuple[bytes, list[str]]:
+    """The padded header of a safetensors file holding tensors of these `(dtype, shape)`s, and the order their
+    data follow in. Tensors whose size is a multiple of 64 bytes come first, so that (with the data starting
+    on a 64-byte boundary) nearly every tensor loads aligned and needs no copy (`strict_loading.realign`)."""
+    sizes = {name: math.prod(shape) * dtype.itemsize for name, (dtype, shape) in specs.items()}
+    order = sorted(specs, key=lambda name: (sizes[name] % _ALIGN != 0, name))
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name in order:
+        dtype, shape = specs[name]
+        if dtype not in _DTYPE_NAMES:
+            raise ValueError(f"Cannot store tensor {name!r} of dtype {dtype} in a safetensors file.")
+        header[name] = {"dtype": _DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + sizes[name]]}
+        offset += sizes[name]
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    return encoded + b" " * (-(8 + len(encoded)) % _ALIGN), order
+
+
+def _metadata(metadata: dict[str, str] | None, digest: str) -> dict[str, str]:
+    return {"format": "pt", **(metadata or {}), DIGEST_KEY: digest}
+
+
+def safetensors_size(specs: dict[str, tuple[torch.dtype, tuple[int, ...]]], metadata: dict[str, str] | None = None) -> int:
+    """Bytes of the file `write_safetensors` writes for tensors of these `(dtype, shape)`s, computed without
+    writing (or holding) the data."""
+    header, _ = _layout(specs, _metadata(metadata, "0" * 8))  # a CRC-32 is always 8 hex digits
+    return 8 + len(header) + sum(math.prod(shape) * dtype.itemsize for dtype, shape in specs.values())
+
+
+def _data_bytes(tensor: torch.Tensor) -> memoryview:
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+
+
+def write_safetensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> str:
+    """Write `tensors` to the safetensors file `path` in one pass, with the CRC-32 of the tensor data recorded in
+    its metadata (computed before writing, so the file is never rewritten). Returns the CRC."""
+    specs = {name: (t.dtype, tuple(t.shape)) for name, t in tensors.items()}
+    _, order = _layout(specs, {})
+    pieces = [_data_bytes(tensors[name]) for name in order]
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    digest = f"{crc:08x}"
+    header, _ = _layout(specs, _metadata(metadata, digest))
+    with Path(path).open("wb") as f:
+        f.write(len(header).to_bytes(8, "little"))
+        f.write(header)
+        for piece in pieces:
+            f.write(piece)
+    return digest
+
+
 def add_digest(path: str | os.PathLike) -> str:
-    """Rewrite safetensors file `path` with the CRC-32 of its tensor data in its metadata; returns it.
+    """Rewrite a safetensors file written by another tool in csg-hub's layout, with the CRC-32 of its tensor
+    data in its metadata; returns the CRC."""
+    from safetensors.torch import load_file
 
-    The data start on a 64-byte boundary and tensors whose size is a multiple of 64 bytes come first, so
-    that nearly every tensor loads aligned and needs no copy (`modeling._realign`).
-    """
     path = Path(path)
-    start, header = read_header(path)
-    data = memoryview(path.read_bytes())[start:]
-    metadata = dict(header.pop("__metadata__", None) or {})
-    names = sorted(header, key=lambda k: (_nbytes(header[k]) % _ALIGN != 0, header[k]["data_offsets"][0]))
-    pieces, offset = [], 0
-    for name in names:
-        begin, end = header[name]["data_offsets"]
-        pieces.append(data[begin:end])
-        header[name] = {**header[name], "data_offsets": [offset, offset + end - begin]}
-        offset += end - begin
-    body = b"".join(pieces)
-    metadata[DIGEST_KEY] = f"{zlib.crc32(body):08x}"
-    encoded = json.dumps({"__metadata__": metadata, **header}, separators=(",", ":")).encode()
-    encoded += b" " * (-(8 + len(encoded)) % _ALIGN)
+    metadata = dict(read_header(path)[1].get("__metadata__") or {})
+    metadata.pop(DIGEST_KEY, None)
+    tensors = load_file(path)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(len(encoded).to_bytes(8, "little"))
-        f.write(encoded)
-        f.write(body)
-    os.replace(tmp, path)
-    return metadata[DIGEST_KEY]
-
-
-def _nbytes(entry: dict[str, Any]) -> int:
-    begin, end = entry["data_offsets"]
-    return end - begin
+    try:
+        digest = write_safetensors(tmp, tensors, metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
 
 
 def recorded_digest(path: str | os.PathLike) -> str | None:

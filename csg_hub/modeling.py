@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import safetensors.torch
 import timm
 import torch
-from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutput
-from transformers.utils import cached_file
 
+from .checkpoint_io import load_checkpoint, save_checkpoint
 from .configuration import CSGConfig
-from .errors import CheckpointError
-from .hub.push import push_model
-from .image_processing import CSGImageProcessor
-from .integrity import add_digest, verify_safetensors
+from .hub.model_repo import push_model
 from .layers.generator import SliceGenerator
 from .layers.reparameterize import GeneratedConv, generated_convs, materialize, reparameterize
-from .storage import decode, encode, stored_keys
 
 
 class CSGPreTrainedModel(PreTrainedModel):
@@ -86,24 +79,12 @@ class CSGPreTrainedModel(PreTrainedModel):
         kwargs.pop("max_shard_size", None)  # CSG checkpoints are small: never sharded
         return push_model(self, repo_id, **kwargs)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
-        """As `PreTrainedModel.save_pretrained`, with a CRC-32 of the tensor data recorded in each safetensors
-        file's metadata (checked by `from_pretrained`), the data laid out for aligned loading, and the
-        model's image processor (`preprocessor_config.json`, for `pipeline` and `AutoImageProcessor`)."""
-        push_to = kwargs.pop("repo_id", None) if kwargs.pop("push_to_hub", False) else None
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            for path in Path(save_directory).glob("model*.safetensors"):
-                if self.config.storage_dtype != "float32":
-                    keys = stored_keys(self, self.config.storage_scope)
-                    tensors = safetensors.torch.load_file(path)
-                    encoded = encode(tensors, [k for k in keys if k in tensors], self.config.storage_dtype)
-                    safetensors.torch.save_file(encoded, path, metadata={"format": "pt"})
-                add_digest(path)
-            CSGImageProcessor.from_config(self.config).save_pretrained(save_directory)
-        if push_to is not None:
-            self.push_to_hub(push_to)
-        return result
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """As `PreTrainedModel.save_pretrained`, written in one pass: codes and generators in the config's
+        `storage_dtype`, a CRC-32 of the tensor data in the safetensors metadata (checked by `from_pretrained`),
+        the data laid out for aligned loading, and the model's image processor (`preprocessor_config.json`, for
+        `pipeline` and `AutoImageProcessor`)."""
+        save_checkpoint(self, save_directory, *args, **kwargs)
 
     @classmethod
     def from_dense(
@@ -157,136 +138,7 @@ class CSGPreTrainedModel(PreTrainedModel):
         Opt-ins for a different head: `ignore_mismatched_sizes=True` re-initialises tensors of another shape
         (a classifier for other labels), `strict=False` also drops tensors the model has no place for.
         """
-        want_info = kwargs.pop("output_loading_info", False)
-        allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
-        strict = kwargs.pop("strict", True)
-        kwargs.setdefault("use_safetensors", True)
-        source = str(pretrained_model_name_or_path)
-        header, path = _verified_header(pretrained_model_name_or_path, kwargs)
-        config = kwargs.get("config")
-        if not isinstance(config, CSGConfig) and path is not None:
-            config = cls.config_class.from_pretrained(
-                pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
-            )
-        stored: set[str] = set()
-        if isinstance(config, CSGConfig) and config.storage_dtype != "float32" and path is not None:
-            stored = _stored_keys(cls, config)
-            try:
-                state = decode(safetensors.torch.load_file(path), sorted(stored), config.storage_dtype, source)
-            except ValueError as err:
-                raise CheckpointError(str(err)) from err
-            load_from, kwargs = None, {**{k: v for k, v in kwargs.items() if k not in _HUB_KWARGS},
-                                       "config": config, "state_dict": state}  # fmt: skip
-            kwargs.pop("use_safetensors")
-        else:
-            load_from = pretrained_model_name_or_path
-        try:
-            model, info = super().from_pretrained(
-                load_from, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
-            )
-        except CheckpointError:
-            raise
-        except OSError as err:
-            if "file named" not in str(err):
-                raise
-            raise CheckpointError(
-                f"{source} has no model.safetensors (csg-hub loads safetensors checkpoints only, never pickles): {err}"
-            ) from err
-        except SafetensorError as err:
-            raise CheckpointError(
-                f"Could not read the safetensors checkpoint of {source}: {err}. "
-                "The file is truncated or corrupt; download or save it again."
-            ) from err
-        if info["mismatched_keys"] and not allow_mismatch:
-            shown = "; ".join(
-                f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in sorted(info["mismatched_keys"])[:3]
-            )
-            raise CheckpointError(
-                f"The checkpoint at {source} does not fit this config: {len(info['mismatched_keys'])} tensor(s) "
-                f"have other shapes ({shown}). Its config.json disagrees with its weights (e.g. another "
-                "code_dim or slice_size)."
-            )
-        if info["missing_keys"]:
-            missing = sorted(info["missing_keys"])
-            raise CheckpointError(
-                f"The checkpoint at {source} lacks {len(missing)} tensor(s) that {cls.__name__} with this "
-                f"config needs (e.g. {missing[:3]}); it was saved for another architecture or CSG setting."
-            )
-        unexpected = sorted(k for k in info["unexpected_keys"] if not _is_dropped_head(model, k))
-        if unexpected and strict:
-            raise CheckpointError(
-                f"The checkpoint at {source} holds {len(unexpected)} tensor(s) that {cls.__name__} with this config "
-                f"has no place for (e.g. {unexpected[:3]}): it was saved for another architecture or CSG setting. "
-                "Pass strict=False to drop them on purpose."
-            )
-        if header is not None:
-            _check_kinds(model, {k: v for k, v in header.items() if k not in stored}, source)
-        _realign(model)
-        return (model, info) if want_info else model
-
-
-_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
-
-
-def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> tuple[dict | None, str | None]:
-    # Resolve (download) the file transformers is about to read, and verify it first; a missing file is
-    # left to transformers, whose error names what it looked for.
-    try:
-        path = cached_file(
-            pretrained_model_name_or_path,
-            "model.safetensors",
-            _raise_exceptions_for_missing_entries=False,
-            **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs},
-        )
-    except OSError:
-        return None, None
-    return (None, None) if path is None else (verify_safetensors(path), path)
-
-
-def _stored_keys(cls, config: CSGConfig) -> set[str]:
-    # the keys this config stores in its reduced dtype, from a model built on the meta device (no memory)
-    with torch.device("meta"):
-        skeleton = cls(config)
-    return set(stored_keys(skeleton, config.storage_scope))
-
-
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
-
-
-def _check_kinds(model: nn.Module, header: dict, source: str) -> None:
-    # transformers casts what it loads to the model's dtype: an integer tensor where a float one belongs
-    # (or the reverse) would load as garbage without a word
-    state = model.state_dict()
-    wrong = sorted(
-        f"{k} ({v['dtype']} for {state[k].dtype})"
-        for k, v in header.items()
-        if k in state and isinstance(v, dict) and (v.get("dtype") in _FLOAT_DTYPES) != state[k].is_floating_point()
-    )
-    if wrong:
-        raise CheckpointError(
-            f"The checkpoint at {source} stores {len(wrong)} tensor(s) with the wrong kind of number: {wrong[:3]}."
-        )
-
-
-def _is_dropped_head(model: nn.Module, key: str) -> bool:
-    # CSGModel is the backbone of a classifier checkpoint: its head's tensors are expected, and unused
-    if isinstance(model, CSGForImageClassification):
-        return False
-    heads = model.timm_model.pretrained_cfg.get("classifier") or ()
-    heads = (heads,) if isinstance(heads, str) else heads
-    return any(key.startswith(f"{model.base_model_prefix}.{h}.") for h in heads)
-
-
-def _realign(model: nn.Module, alignment: int = 64) -> None:
-    # safetensors returns tensors at arbitrary offsets, and CPU kernels choose their code path by
-    # alignment (a vectorised body with FMA, a scalar head and tail without; oneDNN's conv reorders):
-    # fresh storage for every misaligned tensor makes the outputs bit-identical to the saved model's,
-    # which is what lets eval.py reproduce a card's accuracy exactly. csg-hub files start their data on
-    # a 64-byte boundary (`integrity.add_digest`), so only tensors at unaligned offsets are copied.
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.device.type != "cpu" or not tensor.data_ptr() % alignment:
-            continue
-        tensor.data = tensor.data.clone()
+        return load_checkpoint(cls, super().from_pretrained, pretrained_model_name_or_path, *args, **kwargs)
 
 
 class _LossTask:

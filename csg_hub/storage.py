@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from .configuration import STORAGE_DTYPES, STORAGE_SCOPES
-from .layers.report import _category
+from .integrity import safetensors_size
+from .report import param_category
+from .timm_utils import classifier_names
 
 SCALE_SUFFIX = ".int8_scale"
 _TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": torch.int8}
@@ -25,15 +27,21 @@ def stored_keys(model: nn.Module, scope: str = "csg") -> list[str]:
         raise ValueError(f"Unknown storage scope {scope!r}; choose one of {STORAGE_SCOPES}.")
     net = getattr(model, "timm_model", model)
     prefix = f"{model.base_model_prefix}." if net is not model else ""
-    head = (getattr(net, "pretrained_cfg", None) or {}).get("classifier") or ()
-    heads = {head} if isinstance(head, str) else set(head)
+    heads = classifier_names(net)
     keys = []
     for module_name, module in net.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
-            category = _category(module, module_name, param_name, heads)
+            category = param_category(module, module_name, param_name, heads)
             if param.ndim >= 2 and (category in ("generator", "codes") or scope == "all"):
                 keys.append(f"{prefix}{module_name}.{param_name}" if module_name else f"{prefix}{param_name}")
     return keys
+
+
+def stored_specs(key: str, shape: tuple[int, ...], dtype: str) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """The `(dtype, shape)` of each tensor `encode` stores for tensor `key` of `shape` in storage `dtype`."""
+    if dtype == "int8":
+        return {key: (torch.int8, shape), key + SCALE_SUFFIX: (torch.float32, shape[:1])}
+    return {key: (_TORCH[dtype], shape)}
 
 
 def encode(tensors: dict[str, torch.Tensor], keys: list[str], dtype: str) -> dict[str, torch.Tensor]:
@@ -87,24 +95,17 @@ def decode(tensors: dict[str, torch.Tensor], keys: list[str], dtype: str, source
     return out
 
 
-def storage_sizes(model) -> dict[str, int]:
+def storage_sizes(model: nn.Module) -> dict[str, int]:
     """Bytes of `model.safetensors` for each storage setting (`"float32"`, `"float16/csg"`, `"float16/all"`,
-    `"int8/csg"`, `"int8/all"`, ...), measured by saving the model that way."""
-    import tempfile
-    from pathlib import Path
-
-    config = model.config
-    original = (config.storage_dtype, config.storage_scope)
+    `"int8/csg"`, `"int8/all"`, ...), computed from the tensors' shapes and the storage rules (`stored_specs`,
+    `integrity.safetensors_size`): no data is copied or written, and the model is left untouched."""
+    specs = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
+    keys = {scope: stored_keys(model, scope) for scope in STORAGE_SCOPES}
     sizes = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for dtype in STORAGE_DTYPES:
-                for scope in STORAGE_SCOPES if dtype != "float32" else ("csg",):
-                    config.storage_dtype, config.storage_scope = dtype, scope
-                    model.save_pretrained(tmp)
-                    sizes[dtype if dtype == "float32" else f"{dtype}/{scope}"] = (
-                        (Path(tmp) / "model.safetensors").stat().st_size
-                    )
-    finally:
-        config.storage_dtype, config.storage_scope = original
+    for dtype in STORAGE_DTYPES:
+        for scope in STORAGE_SCOPES if dtype != "float32" else ("csg",):
+            stored = dict(specs)
+            for key in keys[scope] if dtype != "float32" else ():
+                stored.update(stored_specs(key, specs[key][1], dtype))
+            sizes[dtype if dtype == "float32" else f"{dtype}/{scope}"] = safetensors_size(stored)
     return sizes

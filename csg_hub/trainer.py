@@ -17,7 +17,7 @@ from transformers.trainer_utils import HubStrategy
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME, PushInProgress, hf_api
 
 from .hub.cards import model_card
-from .hub.push import carried_card_fields
+from .hub.model_repo import carried_card_fields
 from .integrity import recorded_digest
 
 PICKLED_ARGS = "training_args.bin"

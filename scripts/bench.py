@@ -18,7 +18,10 @@ load on a shared machine. Latency rows use many rounds of one call each (`--infe
   (digest of the tensor data) and a Hub-cache file (also the whole-file hash the Hub published);
 - with `--compile`, the same training steps and inference of `torch.compile`d dense and CSG models
   (compilation happens in the warm-up calls, outside the timings);
-- weight-VAE encode and decode time per million parameters.
+- weight-VAE encode and decode time per million parameters;
+- `model.push_to_hub` (folder, card with the storage table and MACs, one commit) against `create_repo` +
+  `save_pretrained` + `HfApi.upload_folder` of the same model, to a local Hub-protocol server, a fresh repo
+  each call.
 
 Writes JSON and a markdown table. Timings depend on the machine: compare ratios within one run.
 """
@@ -36,6 +39,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+SECTIONS = ("training", "inference", "loading", "push")  # the sections with comparison rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sections",
         nargs="*",
-        default=["training", "inference", "loading", "vae"],
-        choices=["training", "inference", "loading", "vae"],
+        default=["training", "inference", "loading", "vae", "push"],
+        choices=["training", "inference", "loading", "vae", "push"],
         help="what to measure",
     )
     p.add_argument("--compile", action="store_true", help="add torch.compile'd dense and CSG variants")
@@ -140,6 +145,7 @@ def bench_training(args, architecture: str, precision: str) -> dict:
     import torch.nn.functional as F
 
     import csg_hub
+    from csg_hub.timm_utils import logits
 
     torch.manual_seed(0)
     x = torch.randn(args.train_batch, 1, args.image_size, args.image_size)
@@ -159,7 +165,7 @@ def bench_training(args, architecture: str, precision: str) -> dict:
         def step():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 out = model(x)
-                loss = F.cross_entropy(out if isinstance(out, torch.Tensor) else out.logits, y)
+                loss = F.cross_entropy(logits(out), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -200,7 +206,7 @@ def generator_work(model, precision: str) -> Callable[[], None]:
 
     from csg_hub.layers.reparameterize import generated_convs
 
-    work = [(conv.__dict__["_csg_generator"], conv.codes) for _, conv in generated_convs(model)]
+    work = [(conv.generator, conv.codes) for _, conv in generated_convs(model)]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         grads = [torch.randn_like(generator(codes)) for generator, codes in work]
 
@@ -313,6 +319,46 @@ def bench_loading(args, architecture: str) -> dict:
     return summary
 
 
+def start_hub_server():
+    """A Hub-protocol server on 127.0.0.1 that every huggingface_hub call of this process goes to (set before
+    huggingface_hub is imported, which reads the endpoint once)."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=tempfile.mkdtemp(prefix="bench-hf-home-"),
+                      HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", HF_TOKEN="bench-token")  # fmt: skip
+    from csg_hub.testing.hub_server import HubServer
+
+    server = HubServer(root=Path(tempfile.mkdtemp(prefix="bench-hub-")), port=port)
+    server.start()
+    return server
+
+
+def bench_push(args, architecture: str) -> dict:
+    from huggingface_hub import HfApi
+
+    import csg_hub
+
+    model = csg_hub.CSGForImageClassification(csg_config(architecture, args.image_size)).eval()
+    api = HfApi()
+    count = iter(range(1_000_000))
+
+    def save_and_upload() -> None:
+        repo = api.create_repo(f"bench/{architecture}-upload-{next(count)}").repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            api.upload_folder(repo_id=repo, folder_path=tmp)
+
+    def push() -> None:
+        model.push_to_hub(f"bench/{architecture}-push-{next(count)}")
+
+    samples = interleaved({"save_pretrained+upload_folder": save_and_upload, "push_to_hub": push}, args.repeats, 1)
+    return summarize(samples, "save_pretrained+upload_folder")
+
+
 def bench_vae(args) -> dict:
     import torch
 
@@ -355,7 +401,7 @@ def markdown(results: dict) -> str:
     lines = [header, ""]
     lines += ["| what | model | variant | median ms | spread ms | ratio | min ratio | paired ratio |",
               "|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for section in ("training", "inference", "loading"):
+    for section in SECTIONS:
         for key, rows in results.get(section, {}).items():
             for variant, r in rows.items():
                 against = f" ({r['vs_plain']:.3f}x plain transformers)" if "vs_plain" in r else ""
@@ -395,8 +441,10 @@ def main(argv: list[str] | None = None) -> dict:
         + [("inference", f"{a}/latency b{b}", bench_inference, (a, b)) for a in args.architectures
            for b in args.inference_batches]
         + [("loading", f"{a}/from_pretrained", bench_loading, (a,)) for a in args.architectures]
+        + [("push", f"{a}/push_to_hub", bench_push, (a,)) for a in args.architectures]
     )  # fmt: skip
     jobs = [job for job in jobs if job[0] in args.sections]
+    server = start_hub_server() if "push" in args.sections else None
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "threads": torch.get_num_threads(),
@@ -405,13 +453,15 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": args.repeats,
         "steps": args.steps,
         "inference_rounds": args.inference_rounds,
-        **{section: {} for section in ("training", "inference", "loading") if section in args.sections},
+        **{section: {} for section in SECTIONS if section in args.sections},
     }
     for section, key, fn, fn_args in tqdm(jobs, desc="bench", unit="comparison"):
         results[section][key] = fn(args, *fn_args)
         tqdm.write(f"{key}: " + ", ".join(f"{k} {v['ratio']:.3f}x" for k, v in results[section][key].items()))
     if "vae" in args.sections:
         results["vae"] = bench_vae(args)
+    if server is not None:
+        server.stop()
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")

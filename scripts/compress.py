@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     from csg_hub import vae as weight_vae
     from csg_hub.data import classification_loader, load_image_dataset
     from csg_hub.evaluation import evaluate as evaluate_loader
-    from csg_hub.evaluation import load_classifier
+    from csg_hub.hub import load_classifier
     from csg_hub.vae import VAETrainingConfig, WeightVAEConfig, paper_recipe, round_trip
 
     model, data_config = load_classifier(args.model, args.revision)

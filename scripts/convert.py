@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from csg_hub.cli_flags import add_csg_flags, add_training_flags, csg_options, training_arguments
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -29,12 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", default="least_squares", choices=("least_squares", "activations", "random"))
     p.add_argument("--calibration-images", type=int, default=256, help="images for --init activations")
     p.add_argument("--bn-batches", type=int, default=20, help="training batches to re-estimate BatchNorm on")
-    g = p.add_argument_group("CSG")
-    g.add_argument("--slice-size", type=int, default=12)
-    g.add_argument("--code-dim", type=int, default=72)
-    g.add_argument("--generate-pointwise", action="store_true")
-    g.add_argument("--pointwise-slice-size", type=int, default=36)
-    g.add_argument("--storage-dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
+    add_csg_flags(p.add_argument_group("CSG"))
     k = p.add_argument_group("distillation")
     k.add_argument("--temperature", type=float, default=4.0)
     k.add_argument("--alpha", type=float, default=0.9, help="weight of the distillation term (1: no label loss)")
@@ -48,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--train-limit", type=int, default=None)
     d.add_argument("--eval-limit", type=int, default=None)
     t = p.add_argument_group("optimisation (train.py's recipe)")
-    __import__("csg_hub.training", fromlist=["add_training_flags"]).add_training_flags(t)
+    add_training_flags(t)
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", required=True)
     o.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint")
@@ -71,21 +68,15 @@ def main(argv: list[str] | None = None) -> dict:
     from csg_hub.conversion import load_dense
     from csg_hub.data import classification_loader, image_label_columns, label_mapping, load_image_dataset
     from csg_hub.evaluation import evaluate
-    from csg_hub.integrity import recorded_digest
-    from csg_hub.training import DistillationLoss, TrainingArguments, distributed_state, fit, recalibrate_batchnorm
+    from csg_hub.hub.model_repo import write_card
+    from csg_hub.training import DistillationLoss, distributed_state, fit, recalibrate_batchnorm
 
     state = distributed_state()
     set_seed(args.seed)
     parent, parent_kwargs, parent_name = load_dense(args.parent, args.parent_revision)
     parent = parent.float().eval()
-    csg_options = {
-        "slice_size": args.slice_size,
-        "code_dim": args.code_dim,
-        "generate_pointwise": args.generate_pointwise,
-        "pointwise_slice_size": args.pointwise_slice_size,
-        "storage_dtype": args.storage_dtype,
-    }
-    config = csg_hub.CSGConfig(**{**parent_kwargs, **csg_options, "base_model": parent_name})
+    options = csg_options(args)
+    config = csg_hub.CSGConfig(**{**parent_kwargs, **options, "base_model": parent_name})
     data_config = config.data_config
 
     train_set = load_image_dataset(args.dataset, args.train_split, args.revision)
@@ -98,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     feature = eval_set.features[columns[1]]
     model_names = [config.id2label[i] for i in range(config.num_labels)]
     label_map = label_mapping(getattr(feature, "names", None), model_names)
-    training = TrainingArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments)})
+    training = training_arguments(args)
     loaders = {"num_workers": args.num_workers, "num_classes": config.num_labels, "label_map": label_map}
     train_loader = classification_loader(train_set, data_config, training.batch_size, True, args.seed, **loaders)
     eval_loader = classification_loader(eval_set, data_config, 256, **loaders)
@@ -118,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
             calibration = next(iter(calibration_loader))[0]
         model, report = csg_hub.CSGForImageClassification.from_dense(
             parent, fit=args.init, calibration=calibration, output_fit_report=True,
-            **{**csg_options, "base_model": parent_name},
+            **{**options, "base_model": parent_name},
         )  # fmt: skip
         model.config.id2label, model.config.label2id = config.id2label, config.label2id
         recalibrate_batchnorm(model, classification_loader(train_set, data_config, training.batch_size, True,
@@ -152,18 +143,16 @@ def main(argv: list[str] | None = None) -> dict:
     stored = csg_hub.CSGForImageClassification.from_pretrained(model_dir)
     final_stored = evaluate(stored, eval_loader, progress=False) if args.storage_dtype != "float32" else None
     top1 = (final_stored or final)["top1"]
-    card = csg_hub.model_card(
+    write_card(
         stored,
+        model_dir,
         args.push_to_hub or f"csg-hub/{output_dir.name}",
         results=[csg_hub.accuracy_result(top1, args.dataset, split=args.eval_split, num_samples=final["num_samples"])],
-        checkpoint_bytes=(model_dir / "model.safetensors").stat().st_size,
         training_command=command,
         dense_baseline=parent_metrics["top1"],
         base_model=parent_name,
-        weights_digest=recorded_digest(model_dir / "model.safetensors"),
         tags=[Path(args.dataset).name, "distillation"],
     )
-    card.save(model_dir / "README.md")
     metrics = {
         "command": command,
         "parent": args.parent,

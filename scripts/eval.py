@@ -41,14 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import csg_hub
     from csg_hub.data import classification_loader, image_label_columns, label_mapping, load_image_dataset
-    from csg_hub.evaluation import (
-        card_result_splits,
-        evaluate,
-        load_classifier,
-        model_label_names,
-        pipeline_predictions,
-        update_card_accuracy,
-    )
+    from csg_hub.evaluation import evaluate, pipeline_predictions
+    from csg_hub.hub import card_result_splits, load_classifier, model_label_names, update_card_accuracy
 
     if args.update_card:
         if args.limit:

@@ -19,24 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from csg_hub.cli_flags import add_csg_flags, add_training_flags, csg_options, training_arguments
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="resnet18", help="timm architecture")
     p.add_argument("--csg", action="store_true", help="reparameterize with a Convolutional Slice Generator")
-    g = p.add_argument_group("CSG (with --csg)")
-    g.add_argument("--slice-size", type=int, default=12)
-    g.add_argument("--code-dim", type=int, default=72)
-    g.add_argument("--generator-hidden-dim", type=int, default=0)
-    g.add_argument("--generate-pointwise", action="store_true", help="also generate 1x1 convs")
-    g.add_argument("--pointwise-slice-size", type=int, default=36)
-    g.add_argument("--generate-grouped", action="store_true", help="also generate grouped/depthwise convs")
-    g.add_argument("--include", nargs="*", default=None, help="module-name patterns to generate")
-    g.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep dense")
-    g.add_argument("--storage-dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"),
-                   help="how the saved checkpoint stores codes and generators (the card reports the stored model)")
-    g.add_argument("--storage-scope", default="csg", choices=("csg", "all"),
-                   help="'all' also stores every other weight matrix in --storage-dtype")  # fmt: skip
+    add_csg_flags(p.add_argument_group("CSG (with --csg)"))
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="zalando-datasets/fashion_mnist", help="Hub dataset id or local folder")
     d.add_argument("--revision", default=None, help="dataset revision")
@@ -51,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     d.add_argument("--eval-limit", type=int, default=None, help="use only the first N evaluation images")
     t = p.add_argument_group("optimisation (paper recipe: SGD 0.05, momentum 0.9, wd 5e-4)")
-    __import__("csg_hub.training", fromlist=["add_training_flags"]).add_training_flags(t)
+    add_training_flags(t)
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", default=None, help="default: runs/<model>-<csg|dense>")
     o.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint")
@@ -77,8 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
         pixel_statistics,
     )
     from csg_hub.evaluation import evaluate
-    from csg_hub.integrity import recorded_digest
-    from csg_hub.training import TrainingArguments, distributed_state, fit
+    from csg_hub.hub.model_repo import write_card
+    from csg_hub.training import distributed_state, fit
 
     # read before training, so that a wrong path fails now rather than after the run
     dense_baseline = None
@@ -110,16 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         image_mean=list(mean),
         image_std=list(std),
         id2label=dict(enumerate(label_names)),
-        slice_size=args.slice_size,
-        code_dim=args.code_dim,
-        generator_hidden_dim=args.generator_hidden_dim,
-        generate_pointwise=args.generate_pointwise,
-        pointwise_slice_size=args.pointwise_slice_size,
-        generate_grouped=args.generate_grouped,
-        include=args.include,
-        exclude=args.exclude,
-        storage_dtype=args.storage_dtype,
-        storage_scope=args.storage_scope,
+        **csg_options(args),
     )
     if args.csg:
         model = csg_hub.CSGForImageClassification(config)
@@ -129,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     if state.is_main_process:
         print(csg_hub.format_report(report))
 
-    training = TrainingArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments)})
+    training = training_arguments(args)
     data_config = config.data_config
     make_loader = classification_loader
     if args.preload:
@@ -167,17 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     ]  # fmt: skip
     if args.csg:
-        card = csg_hub.model_card(
-            model,
-            args.push_to_hub or f"csg-hub/{output_dir.name}",
-            results=results,
-            checkpoint_bytes=(model_dir / "model.safetensors").stat().st_size,
-            training_command=command,
-            dense_baseline=dense_baseline,
-            weights_digest=recorded_digest(model_dir / "model.safetensors"),
-            tags=[Path(args.dataset).name],
-        )
-        card.save(model_dir / "README.md")
+        write_card(model, model_dir, args.push_to_hub or f"csg-hub/{output_dir.name}", results=results,
+                       training_command=command, dense_baseline=dense_baseline, tags=[Path(args.dataset).name])  # fmt: skip
     else:
         csg_hub.save_timm(model, model_dir, label_names=label_names, data_config=data_config)
     metrics = {

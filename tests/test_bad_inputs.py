@@ -32,7 +32,9 @@ import csg_hub
 from csg_hub import vae as weight_vae
 from csg_hub.data import classification_loader
 from csg_hub.testing.hub_server import HubServer
-from csg_hub.training import TrainingArguments, _load_checkpoint, _save_checkpoint, paper_optimizer, warmup_cosine
+from csg_hub.training import TrainingArguments, paper_optimizer, warmup_cosine
+from csg_hub.training.checkpoints import load_checkpoint as _load_checkpoint
+from csg_hub.training.checkpoints import save_checkpoint as _save_checkpoint
 
 TINY_VAE = csg_hub.WeightVAEConfig(chunk_size=256, latent_dim=8, encoder_hidden=(32,), decoder_hidden=(32,))
 FAST = csg_hub.VAETrainingConfig(copies=4, epochs=1, refine_steps=2)

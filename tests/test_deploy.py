@@ -50,7 +50,7 @@ def test_round_trips_keep_outputs_and_the_shared_generator(tiny, x, how):
     assert torch.equal(_logits(copy_, x), _logits(tiny, x))
     generators = copy_.timm_model.csg_generators
     assert all(
-        conv.__dict__["_csg_generator"] is generators[conv_key(conv)] for _, conv in csg_hub.generated_convs(copy_)
+        conv.generator is generators[conv_key(conv)] for _, conv in csg_hub.generated_convs(copy_)
     )
 
 

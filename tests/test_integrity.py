@@ -255,8 +255,6 @@ def test_a_cached_file_changed_after_its_verification_is_hashed_again(good, tmp_
 
 
 def _write_safetensors():
-    if not hasattr(integrity, "write_safetensors"):  # transitional: added with the checkpoint-writing refactor
-        pytest.skip("csg_hub.integrity.write_safetensors does not exist in this checkout")
     return integrity.write_safetensors
 
 
@@ -290,9 +288,8 @@ def test_write_safetensors_gives_a_file_that_verifies_and_loads(tmp_path, hf_hom
     assert loaded.keys() == tensors.keys()
     for name, tensor in tensors.items():
         assert loaded[name].dtype == tensor.dtype and torch.equal(loaded[name], tensor), name
-    if hasattr(integrity, "safetensors_size"):  # the size it promises before writing
-        specs = {name: (t.dtype, tuple(t.shape)) for name, t in tensors.items()}
-        assert integrity.safetensors_size(specs, {"note": "kept"}) == path.stat().st_size
+    specs = {name: (t.dtype, tuple(t.shape)) for name, t in tensors.items()}  # the size promised before writing
+    assert integrity.safetensors_size(specs, {"note": "kept"}) == path.stat().st_size
 
 
 def test_a_flipped_byte_in_a_written_file_fails_the_crc(tmp_path):

@@ -19,7 +19,7 @@ from transformers import AutoImageProcessor, TrainingArguments, pipeline
 
 import csg_hub
 from csg_hub.data import FASHION_MNIST_CLASSES, fashion_mnist_dataset_dict
-from csg_hub.image_processing import image_transform
+from csg_hub.data.transforms import RandomCropFlip, image_transform
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 FASHION = "zalando-datasets/fashion_mnist"
@@ -200,10 +200,11 @@ def test_trainer_fine_tune_and_push_keep_the_csg_card(hub_server, grey_split, tm
     _with_card(_tiny(1, 28), tmp_path / "zoo")
     model = csg_hub.CSGForImageClassification.from_pretrained(tmp_path / "zoo")
     processor = AutoImageProcessor.from_pretrained(tmp_path / "zoo")
-    transform = image_transform(model.config.data_config, train=True)
+    transform = image_transform(model.config.data_config)
+    augment = RandomCropFlip(model.config.data_config)
 
     def collate(rows):
-        return {"pixel_values": torch.stack([transform(r["image"]) for r in rows]),
+        return {"pixel_values": augment(torch.stack([transform(r["image"]) for r in rows])),
                 "labels": torch.tensor([r["label"] for r in rows])}  # fmt: skip
 
     repo = _repo("trainer")

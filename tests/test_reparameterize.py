@@ -156,7 +156,7 @@ def test_eval_cache_follows_parameter_updates(pixel_values, hidden_dim):
     assert not torch.equal(third, second)
     # Moved or given new data without a write (the version counter stays): `.to()`, `param.data = ...`; and
     # the shared generator written in place.
-    generator = conv.__dict__["_csg_generator"]
+    generator = conv.generator
 
     def rebuilt(previous: torch.Tensor) -> torch.Tensor:
         current = conv.weight

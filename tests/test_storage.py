@@ -8,7 +8,7 @@ import json
 import pytest
 import safetensors.torch
 import torch
-from helpers import make_config
+from helpers import ARCHITECTURES, make_config
 
 import csg_hub
 from csg_hub.storage import SCALE_SUFFIX, decode, encode, stored_keys
@@ -115,3 +115,50 @@ def test_bad_storage_settings_are_refused():
         make_config(storage_dtype="int4")
     with pytest.raises(StrictDataclassClassValidationError, match="storage_scope must be one of"):
         make_config(storage_scope="dense")
+
+
+@pytest.mark.parametrize("architecture", ["test_resnet", "resnet18"])
+def test_storage_table_equals_real_saves_without_touching_the_model(tmp_path, architecture):
+    from csg_hub.configuration import STORAGE_DTYPES, STORAGE_SCOPES
+    from csg_hub.storage import storage_sizes
+
+    model = _model() if architecture == "test_resnet" else csg_hub.CSGForImageClassification(
+        make_config("resnet18", slice_size=8, code_dim=16, generate_pointwise=True))  # fmt: skip
+    before = model.config.to_json_string()
+    table = storage_sizes(model)
+    assert model.config.to_json_string() == before  # computed from shapes: the config is never changed
+    measured = {}
+    for dtype in STORAGE_DTYPES:
+        for scope in STORAGE_SCOPES if dtype != "float32" else ("csg",):
+            twin = csg_hub.CSGForImageClassification(model.config.__class__.from_dict(
+                {**model.config.to_dict(), "storage_dtype": dtype, "storage_scope": scope}))  # fmt: skip
+            twin.load_state_dict(model.state_dict())
+            twin.save_pretrained(tmp_path / f"{dtype}-{scope}")
+            measured[dtype if dtype == "float32" else f"{dtype}/{scope}"] = (
+                tmp_path / f"{dtype}-{scope}" / "model.safetensors"
+            ).stat().st_size
+    assert table == measured
+
+
+@pytest.mark.parametrize(("architecture", "overrides"), ARCHITECTURES)
+def test_macs_are_counted_without_copying_and_equal_the_flop_counter(architecture, overrides):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from csg_hub.report import inference_macs
+
+    model = csg_hub.CSGForImageClassification(make_config(architecture, **overrides)).train()
+    dense = model.to_timm().eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        dense(torch.zeros(1, 1, 32, 32))
+    assert inference_macs(model, (1, 32, 32)) == counter.get_total_flops() // 2 > 0
+    assert model.training  # the caller's mode is restored
+
+
+def test_every_stored_tensor_has_the_specs_the_size_table_assumes():
+    from csg_hub.storage import stored_specs
+
+    tensors = {"w": torch.randn(6, 4, 3, 3), "v": torch.randn(5, 7)}
+    for dtype in ("float16", "bfloat16", "int8"):
+        encoded = encode(tensors, ["w", "v"], dtype)
+        expected = {**stored_specs("w", (6, 4, 3, 3), dtype), **stored_specs("v", (5, 7), dtype)}
+        assert {k: (t.dtype, tuple(t.shape)) for k, t in encoded.items()} == expected

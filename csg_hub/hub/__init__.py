@@ -1,16 +1,25 @@
-"""The Hub side: model cards, pushing (with optional remote code), and timm interop. Depends on the
-configuration and the layers, never on the modeling module (models call into it, not the reverse)."""
+"""The Hub side: one push path (`hub_mixin`), the artifacts it pushes (a CSG model's repo, a dense timm
+export), model cards, remote code, and loading any zoo classifier by id. Depends on the configuration, the
+layers and the checkpoint format, never on the modeling module (models call into it, not the reverse)."""
 
-from .cards import accuracy_result, model_card
-from .push import push_model
-from .timm_interop import config_from_timm, push_timm, read_config_json, save_timm
+from .cards import accuracy_result, card_result_splits, model_card, update_card_accuracy
+from .hub_mixin import HubArtifact, push_to_hub
+from .model_loading import load_classifier, model_label_names
+from .model_repo import CSGModelRepo, push_model
+from .timm_export import TimmExport, push_timm, save_timm
 
 __all__ = [
+    "CSGModelRepo",
+    "HubArtifact",
+    "TimmExport",
     "accuracy_result",
-    "config_from_timm",
+    "card_result_splits",
+    "load_classifier",
     "model_card",
+    "model_label_names",
     "push_model",
     "push_timm",
-    "read_config_json",
+    "push_to_hub",
     "save_timm",
+    "update_card_accuracy",
 ]

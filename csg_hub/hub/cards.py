@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
+from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..layers.report import inference_macs, parameter_report
+from ..report import inference_macs, parameter_report
 from ..storage import storage_sizes
 
 try:
@@ -47,6 +49,13 @@ def card_template() -> str:
     if _BUNDLED_TEMPLATE is not None:
         return _BUNDLED_TEMPLATE
     return resources.files(__package__).joinpath("templates", "model_card.md").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_template():
+    import jinja2
+
+    return jinja2.Template(card_template())
 
 
 # Card metadata key holding what the card body shows but `model-index` cannot: re-pushing a model reads
@@ -114,29 +123,30 @@ def model_card(
         "the paper's policy" if not extra else "as in the paper, plus " + ", ".join(extra)
     )
     input_size = config.data_config["input_size"]
-    return ModelCard.from_template(
-        card_data,
-        template_str=card_template(),
-        model_name=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        config=config,
-        report=report,
-        gmacs=inference_macs(model, input_size) / 1e9,
-        input_size=input_size,
-        generator_kernels=", ".join(report["generators"]) or "none",
-        policy=policy,
-        results=results,
-        earlier_results=earlier_results or [],
-        storage_bytes=storage_bytes if storage_bytes is not None else storage_sizes(model),
-        dense_bytes=4 * (report["dense_params"] + report["stored_buffers"]),
-        checkpoint_bytes=checkpoint_bytes,
-        dense_baseline=dense_baseline,
-        base_model=base_model,
-        remote_code=remote_code,
-        training_command=training_command,
-        notes=notes,
-        citation=CSG_CITATION,
-    )
+    # ModelCard.from_template, with the template compiled once per process (compiling it took longer than
+    # saving a resnet18)
+    values = {
+        "model_name": repo_id.split("/")[-1],
+        "repo_id": repo_id,
+        "config": config,
+        "report": report,
+        "gmacs": inference_macs(model, input_size) / 1e9,
+        "input_size": input_size,
+        "generator_kernels": ", ".join(report["generators"]) or "none",
+        "policy": policy,
+        "results": results,
+        "earlier_results": earlier_results or [],
+        "storage_bytes": storage_bytes if storage_bytes is not None else storage_sizes(model),
+        "dense_bytes": 4 * (report["dense_params"] + report["stored_buffers"]),
+        "checkpoint_bytes": checkpoint_bytes,
+        "dense_baseline": dense_baseline,
+        "base_model": base_model,
+        "remote_code": remote_code,
+        "training_command": training_command,
+        "notes": notes,
+        "citation": CSG_CITATION,
+    }
+    return ModelCard(_compiled_template().render(card_data=card_data.to_yaml(), **{**card_data.to_dict(), **values}))
 
 
 def card_fields(card: ModelCard) -> dict:
@@ -160,8 +170,6 @@ def card_fields(card: ModelCard) -> dict:
 
 def existing_card(*sources: str | None, token: str | bool | None = None) -> ModelCard | None:
     """The first card found among `sources` (local model folders or Hub repo ids), or None."""
-    from pathlib import Path
-
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     for source in sources:
@@ -179,3 +187,40 @@ def existing_card(*sources: str | None, token: str | bool | None = None) -> Mode
         except ValueError:  # not a repo id (e.g. a path that does not exist)
             continue
     return None
+
+
+def card_result_splits(model_id: str) -> set[str]:
+    """The dataset splits of the accuracy results a model card (local folder or Hub repo) already records."""
+    card = existing_card(model_id)
+    results = (card.data.eval_results or []) if card is not None and card.data is not None else []
+    return {r.dataset_split for r in results if r.metric_type == "accuracy" and r.dataset_split}
+
+
+def update_card_accuracy(
+    model_id: str, top1: float, dataset_id: str, split: str = "test", revision: str | None = None
+) -> None:
+    """Record a measured top-1 in the `model-index` of a model card: a local folder's README.md, or
+    a Hub repo's card (pushed as a new commit)."""
+    local = Path(model_id)
+    readme = local / "README.md"
+    if local.is_dir():
+        card = ModelCard.load(readme) if readme.exists() else ModelCard("---\n---\n")
+    else:
+        card = ModelCard.load(model_id)
+    data = card.data if card.data is not None else ModelCardData()
+    new = accuracy_result(top1, dataset_id, split=split)
+    kept = [
+        r
+        for r in (data.eval_results or [])
+        if not (r.dataset_type == dataset_id and r.dataset_split == split and r.metric_type == "accuracy")
+    ]
+    data.eval_results = [*kept, new]
+    data.model_name = data.model_name or local.name
+    data.datasets = sorted({*(data.datasets or []), dataset_id})
+    card.data = data
+    if local.is_dir():
+        card.save(readme)
+    else:
+        # a commit sha cannot take a commit: record the result on the default branch then
+        branch = None if revision is None or len(revision) == 40 else revision
+        card.push_to_hub(model_id, revision=branch, commit_message=f"Record {split} top-1 on {dataset_id}")

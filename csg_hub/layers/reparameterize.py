@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..configuration import CSGConfig
+from ..timm_utils import classifier_names, stem_names
 from .generator import SliceGenerator
 
 GENERATORS_ATTR = "csg_generators"
@@ -66,6 +67,22 @@ class GeneratedConv:
                 cached = (*key, hidden_key, self.generate_weight(), storages)
             d["_csg_cache"] = cached
         return cached[5]
+
+    # Public views of the layer's CSG state. Not `scale`: timm's ScaledStdConv2d has a `scale` attribute of its own.
+    @property
+    def generator(self) -> SliceGenerator:
+        """The shared `SliceGenerator` of this layer's kernel size (registered under the model's `csg_generators`)."""
+        return self.__dict__["_csg_generator"]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """`(output blocks, input blocks)`: the slice grid that covers the filters (edge blocks are cropped)."""
+        return self.__dict__["_csg_grid"]
+
+    @property
+    def fan_in_scale(self) -> float:
+        """The factor on this layer's generated filters: `sqrt(2 / fan_in)` with `fan_in_scaling`, else 1."""
+        return self.__dict__["_csg_scale"]
 
     def generate_weight(self) -> torch.Tensor:
         """Assemble this layer's filters, shape `(C_out, C_in // groups, kh, kw)`, from its codes."""
@@ -250,12 +267,6 @@ def kernel_key(kernel_size: tuple[int, int]) -> str:
     return "x".join(str(k) for k in kernel_size)
 
 
-def _named(cfg_value) -> set[str]:
-    if not cfg_value:
-        return set()
-    return {cfg_value} if isinstance(cfg_value, str) else set(cfg_value)
-
-
 def _skip_reason(name: str, conv: nn.Module, config: CSGConfig, stems: set[str], heads: set[str]) -> str | None:
     """Why `conv` stays dense under the config's policy, or None when it is generated."""
     if not isinstance(conv, nn.Conv2d):
@@ -291,10 +302,9 @@ def reparameterize(model: nn.Module, config: CSGConfig) -> nn.Module:
     """
     if hasattr(model, GENERATORS_ATTR):
         raise ValueError("This model is already in CSG form.")
-    pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
     convs = [(n, m) for n, m in model.named_modules() if _is_conv_like(m)]
-    stems = _named(pretrained_cfg.get("first_conv")) or ({convs[0][0]} if convs else set())
-    heads = _named(pretrained_cfg.get("classifier"))
+    stems = stem_names(model) or ({convs[0][0]} if convs else set())
+    heads = classifier_names(model)
 
     generators: dict[str, SliceGenerator] = {}
     skipped: dict[str, str] = {}

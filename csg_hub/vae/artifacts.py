@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ import torch
 from huggingface_hub import CommitInfo, HfApi, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import CheckpointError
-from ..integrity import add_digest, file_sha256, verify_safetensors
+from ..hub.hub_mixin import push_to_hub
+from ..integrity import file_sha256, verify_safetensors, write_safetensors
 from .accounting import compression_report
 from .cards import decoder_card, latents_card
 from .chunks import validate_manifest
@@ -102,8 +103,7 @@ def save_decoder(vae: WeightVAE, folder: str | os.PathLike) -> Path:
     """Write `decoder.safetensors`, `config.json` and a card for `vae`'s decoder into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in vae.decoder_tensors().items()}, folder / "decoder.safetensors")
-    add_digest(folder / "decoder.safetensors")
+    write_safetensors(folder / "decoder.safetensors", vae.decoder_tensors())
     _write_json(
         folder / "config.json",
         {
@@ -130,10 +130,8 @@ def save_latents(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     decoder = _pin(decoder, folder)
-    save_file({k: v.contiguous() for k, v in artifact.latent_tensors().items()}, folder / "latents.safetensors")
-    save_file({k: v.contiguous() for k, v in artifact.kept.items()}, folder / "kept.safetensors")
-    add_digest(folder / "latents.safetensors")
-    add_digest(folder / "kept.safetensors")
+    write_safetensors(folder / "latents.safetensors", artifact.latent_tensors())
+    write_safetensors(folder / "kept.safetensors", artifact.kept)
     _write_json(folder / "manifest.json", _manifest_with_digests(artifact))
     _write_json(folder / "model_config.json", artifact.model_config)
     _write_json(
@@ -308,6 +306,30 @@ def pull_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) ->
     return load_latents(repo_or_dir, revision).to_model()
 
 
+@dataclass
+class DecoderRepo:
+    """What `push_decoder` uploads: `save_decoder`'s folder."""
+
+    vae: WeightVAE
+    default_commit_message: str = "Upload weight-VAE decoder"
+
+    def _save_pretrained(self, save_directory: Path, repo_id: str) -> None:
+        save_decoder(self.vae, save_directory)
+
+
+@dataclass
+class LatentsRepo:
+    """What `push_latents` uploads: `save_latents`' folder, pinned to a decoder commit."""
+
+    artifact: CompressedModel
+    decoder: dict[str, str]
+    report: dict[str, Any] | None = None
+    default_commit_message: str = "Upload weight-VAE latents"
+
+    def _save_pretrained(self, save_directory: Path, repo_id: str) -> None:
+        save_latents(self.artifact, save_directory, self.decoder, report=self.report, repo_id=repo_id)
+
+
 def push_decoder(
     vae: WeightVAE,
     repo_id: str,
@@ -318,13 +340,7 @@ def push_decoder(
 ) -> CommitInfo:
     """Upload `vae`'s decoder (`decoder.safetensors`, `config.json`, card); the commit's `oid` is the revision
     latents repos pin."""
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    with tempfile.TemporaryDirectory() as tmp:
-        save_decoder(vae, tmp)
-        return api.upload_folder(
-            repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload weight-VAE decoder"
-        )
+    return push_to_hub(DecoderRepo(vae), repo_id, commit_message=commit_message, private=private, token=token)
 
 
 def push_latents(
@@ -358,10 +374,6 @@ def push_latents(
             f"{remote.config.to_dict()} vs {artifact.vae.config.to_dict()}, or other weights): push this "
             "artifact's decoder (push_decoder) and name that commit."
         )
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    with tempfile.TemporaryDirectory() as tmp:
-        pin = {"repo_id": decoder_repo_id, "revision": sha, "sha256": digest}
-        save_latents(artifact, tmp, pin, report=report, repo_id=repo_id)
-        return api.upload_folder(
-            repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload weight-VAE latents"
-        )
+    pin = {"repo_id": decoder_repo_id, "revision": sha, "sha256": digest}
+    return push_to_hub(LatentsRepo(artifact, pin, report), repo_id, commit_message=commit_message, private=private,
+                       token=token)  # fmt: skip

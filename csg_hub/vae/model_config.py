@@ -10,9 +10,8 @@ from torch import nn
 
 from ..configuration import CSGConfig
 from ..modeling import CSGForImageClassification, CSGPreTrainedModel
+from ..timm_utils import model_facts
 from .small_models import SMALL_MODELS, build_small_model
-
-DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
 def describe_model(model: nn.Module) -> dict[str, Any]:
@@ -28,18 +27,14 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
     spec = getattr(model, "spec", None)
     if isinstance(spec, dict) and spec.get("name") in SMALL_MODELS:
         return {"small_model": spec["name"], "kwargs": spec["kwargs"]}
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if timm.is_model(cfg.get("architecture", "")):
-        first = cfg.get("first_conv")
-        stem = model.get_submodule(first if isinstance(first, str) else first[0]) if first else None
-        model_args = {"in_chans": stem.in_channels} if stem is not None else {}
+    if timm.is_model((getattr(model, "pretrained_cfg", None) or {}).get("architecture", "")):
+        facts = model_facts(model)
         # the preprocessing the weights were trained with; timm's defaults are ImageNet's
-        data_config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items() if k in DATA_CONFIG_KEYS}
         return {
-            "architecture": cfg["architecture"],
-            "num_classes": model.num_classes,
-            "model_args": model_args,
-            "data_config": data_config,
+            "architecture": facts["architecture"],
+            "num_classes": facts["num_classes"],
+            "model_args": {"in_chans": facts["in_chans"]},
+            "data_config": facts["data_config"],
         }
     raise ValueError(
         f"Cannot tell how to rebuild a {type(model).__name__}: pass model_config= (a CSGConfig dict, a timm config "

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..timm_utils import logits
 from .chunks import split_chunks
 from .model import WeightVAE, WeightVAEConfig, elbo_loss
 
@@ -219,13 +220,9 @@ def distillation_loss(
     def loss(chunks: torch.Tensor) -> torch.Tensor:
         inputs = next_inputs()
         with torch.no_grad():
-            target = _as_logits(model(inputs)).log_softmax(-1)
+            target = logits(model(inputs)).float().log_softmax(-1)
         decoded = {k: v.to(device) for k, v in split_chunks(chunks, manifest).items()}
-        student = _as_logits(torch.func.functional_call(model, {**frozen, **decoded}, (inputs,)))
+        student = logits(torch.func.functional_call(model, {**frozen, **decoded}, (inputs,))).float()
         return weight * F.kl_div(student.log_softmax(-1), target, log_target=True, reduction="batchmean")
 
     return loss
-
-
-def _as_logits(output: Any) -> torch.Tensor:
-    return (output if isinstance(output, torch.Tensor) else output.logits).float()

@@ -1,24 +1,20 @@
-"""timm interop: a CSG model's dense export as a native timm folder or repo, and CSG configs built from
-timm repos."""
+"""A model's dense export as a native timm folder or repo (`timm.create_model("hf-hub:...")`, TimmWrapper)."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitInfo, HfApi, hf_hub_download
+from huggingface_hub import CommitInfo
 
-from ..configuration import CSGConfig
+from ..timm_utils import EXPORTED_CFG_KEYS, stem_names
+from .hub_mixin import push_to_hub
 
 # PIL's RGB -> L weights (ITU-R 601-2 luma); they sum to 1, so grey RGB maps to the same grey
 LUMA = (0.299, 0.587, 0.114)
-# pretrained_cfg entries that describe the exported weights; the rest (tag, paper_ids, origin_url, pool_size,
-# hf_hub_id...) describe the ImageNet checkpoint the architecture's defaults came from, not ours
-_PRETRAINED_CFG_KEYS = ("architecture", "input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes",
-                        "first_conv", "classifier", "license")  # fmt: skip
 
 
 def save_timm(
@@ -52,7 +48,7 @@ def save_timm(
         model = copy.deepcopy(model)  # the export edits its config (and stem): leave the caller's model alone
     data_config = dict(data_config or {k: model.pretrained_cfg[k] for k in ("input_size", "mean", "std")
                                        if k in model.pretrained_cfg})  # fmt: skip
-    model.pretrained_cfg = {k: v for k, v in model.pretrained_cfg.items() if k in _PRETRAINED_CFG_KEYS}
+    model.pretrained_cfg = {k: v for k, v in model.pretrained_cfg.items() if k in EXPORTED_CFG_KEYS}
     if rgb_stem and data_config.get("input_size", (3,))[0] == 1:
         _grey_stem_to_rgb(model)
         data_config.update(input_size=(3, *data_config["input_size"][1:]), mean=tuple(data_config["mean"]) * 3,
@@ -69,7 +65,8 @@ def _grey_stem_to_rgb(model) -> None:
     import torch
     from torch import nn
 
-    name = model.pretrained_cfg.get("first_conv")
+    names = sorted(stem_names(model))
+    name = names[0] if len(names) == 1 else names or None
     conv = model.get_submodule(name) if isinstance(name, str) else None
     if not isinstance(conv, nn.Conv2d) or conv.in_channels != 1 or conv.groups != 1:
         raise ValueError(
@@ -86,6 +83,26 @@ def _grey_stem_to_rgb(model) -> None:
     update_model_args(model, in_chans=3)
 
 
+@dataclass
+class TimmExport:
+    """What `push_timm` uploads: `save_timm`'s folder and a short card."""
+
+    model: Any
+    label_names: list[str] | None = None
+    data_config: dict | None = None
+    rgb_stem: bool = True
+    default_commit_message: str = "Upload dense timm model"
+
+    def _save_pretrained(self, save_directory: Path, repo_id: str) -> None:
+        source = save_timm(self.model, save_directory, label_names=self.label_names, data_config=self.data_config,
+                           rgb_stem=self.rgb_stem)  # fmt: skip
+        (save_directory / "README.md").write_text(
+            "---\nlibrary_name: timm\nlicense: apache-2.0\npipeline_tag: image-classification\n"
+            "tags:\n- timm\n- image-classification\n- csg-hub\n---\n\n"
+            f"# {repo_id.split('/')[-1]}\n\nDense timm model ({source}).\n"
+        )
+
+
 def push_timm(
     model,
     repo_id: str,
@@ -100,21 +117,8 @@ def push_timm(
 ) -> CommitInfo:
     """Push what `save_timm` writes, plus a short card, as a native timm repo that loads with
     `timm.create_model("hf-hub:" + repo_id)` and with transformers' `AutoModelForImageClassification`."""
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    with tempfile.TemporaryDirectory() as tmp:
-        source = save_timm(model, tmp, label_names=label_names, data_config=data_config, rgb_stem=rgb_stem)
-        (Path(tmp) / "README.md").write_text(
-            "---\nlibrary_name: timm\nlicense: apache-2.0\npipeline_tag: image-classification\n"
-            "tags:\n- timm\n- image-classification\n- csg-hub\n---\n\n"
-            f"# {repo_id.split('/')[-1]}\n\nDense timm model ({source}).\n"
-        )
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            commit_message=commit_message or "Upload dense timm model",
-            revision=revision,
-        )
+    export = TimmExport(model, label_names=label_names, data_config=data_config, rgb_stem=rgb_stem)
+    return push_to_hub(export, repo_id, commit_message=commit_message, private=private, token=token, revision=revision)
 
 
 def _fix_timm_config(path: Path) -> None:
@@ -127,44 +131,3 @@ def _fix_timm_config(path: Path) -> None:
         model_args.pop("num_classes")
         config["model_args"] = model_args
     path.write_text(json.dumps(config, indent=2) + "\n")
-
-
-def read_config_json(repo_or_dir: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
-    """The `config.json` of a Hub model repo or of a local model folder."""
-    local = Path(repo_or_dir)
-    if local.is_dir():
-        path = local / "config.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{local} holds no config.json; is it a model folder?")
-    else:
-        path = Path(hf_hub_download(str(repo_or_dir), "config.json", revision=revision))
-    return json.loads(path.read_text())
-
-
-def config_from_timm(repo_or_dir: str | os.PathLike, revision: str | None = None, **overrides: Any) -> CSGConfig:
-    """A `CSGConfig` for the architecture, labels, channels and preprocessing of a timm Hub repo
-    (or local folder holding a timm `config.json`); `overrides` set CSG hyper-parameters."""
-    timm_config = read_config_json(repo_or_dir, revision)
-    if "architecture" not in timm_config:
-        raise ValueError(f"{repo_or_dir} is not a timm repo: its config.json has no 'architecture'.")
-    pretrained_cfg = timm_config.get("pretrained_cfg") or {}
-    model_args = dict(timm_config.get("model_args") or {})
-    model_args.pop("num_classes", None)
-    input_size = pretrained_cfg.get("input_size", (3, 224, 224))
-    in_chans = model_args.pop("in_chans", input_size[0])
-    kwargs: dict[str, Any] = {
-        "architecture": timm_config["architecture"],
-        "in_chans": in_chans,
-        "image_size": input_size[-1],
-        "model_args": model_args or None,
-    }
-    if len(pretrained_cfg.get("mean", ())) == in_chans:
-        kwargs.update(image_mean=list(pretrained_cfg["mean"]), image_std=list(pretrained_cfg["std"]))
-    labels = timm_config.get("label_names")
-    if labels:
-        kwargs["id2label"] = (
-            {int(k): v for k, v in labels.items()} if isinstance(labels, dict) else dict(enumerate(labels))
-        )
-    else:
-        kwargs["num_labels"] = timm_config.get("num_classes", pretrained_cfg.get("num_classes", 1000))
-    return CSGConfig(**{**kwargs, **overrides})

@@ -6,26 +6,21 @@ generator included), with a linear warm-up and cosine decay instead of step deca
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import CheckpointError
-from .evaluation import evaluate
-from .integrity import add_digest, verify_safetensors
-
-CHECKPOINT_DIR = "checkpoint"
+from ..evaluation import evaluate
+from .checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from .losses import classification_loss
 
 
 @dataclass
@@ -40,21 +35,6 @@ class TrainingArguments:
     bf16: bool = False  # bfloat16 autocast for training steps; evaluation always runs in float32
     seed: int = 0
     max_steps: int | None = None  # stop early (smoke tests); the schedule still spans all epochs
-
-
-def add_training_flags(group) -> None:
-    """One `--flag` per `TrainingArguments` field (booleans as `--x/--no-x`) on an argparse group: the
-    scripts that train share one set of recipe flags."""
-    import argparse
-    import dataclasses
-
-    defaults = TrainingArguments()
-    for field in dataclasses.fields(defaults):
-        flag, default = f"--{field.name.replace('_', '-')}", getattr(defaults, field.name)
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            group.add_argument(flag, type=int if default is None else type(default), default=default)
 
 
 def paper_optimizer(model: nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
@@ -72,86 +52,6 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def classification_loss(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0):
-    out = model(pixel_values)
-    logits = out if isinstance(out, torch.Tensor) else out.logits
-    return F.cross_entropy(logits, labels, label_smoothing=smoothing)
-
-
-class DistillationLoss:
-    """Knowledge distillation from a `teacher`: `alpha * T^2 * KL(teacher || student)` on soft targets at
-    temperature `T`, plus `(1 - alpha) *` cross-entropy on the labels. Rows labelled -1 (unlabeled images)
-    take the distillation term only. Called as `loss(model, pixel_values, labels, smoothing)`, like
-    `classification_loss`."""
-
-    def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9) -> None:
-        if temperature <= 0 or not 0 <= alpha <= 1:
-            raise ValueError(f"Distillation needs temperature > 0 and 0 <= alpha <= 1, got {temperature}, {alpha}.")
-        self.teacher = teacher.eval().requires_grad_(False)
-        self.temperature, self.alpha = temperature, alpha
-
-    def __call__(self, model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0):
-        out = model(pixel_values)
-        logits = out if isinstance(out, torch.Tensor) else out.logits
-        if next(self.teacher.parameters()).device != pixel_values.device:
-            self.teacher.to(pixel_values.device)
-        with torch.no_grad():
-            target = self.teacher(pixel_values)
-            target = target if isinstance(target, torch.Tensor) else target.logits
-        t = self.temperature
-        soft = F.kl_div(F.log_softmax(logits.float() / t, -1), F.log_softmax(target.float() / t, -1),
-                        log_target=True, reduction="batchmean") * t * t  # fmt: skip
-        labelled = labels >= 0
-        if self.alpha == 1 or not labelled.any():
-            return soft
-        hard = F.cross_entropy(logits[labelled], labels[labelled], label_smoothing=smoothing)
-        return self.alpha * soft + (1 - self.alpha) * hard
-
-
-def _save_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler, epoch: int, history: list) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
-    add_digest(folder / "model.safetensors")
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
-        folder / "trainer_state.pt",
-    )
-    (folder / "progress.json").write_text(json.dumps({"epoch": epoch, "history": history}, indent=2))
-
-
-def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """`model.load_state_dict(tensors)`, strict, with a `CheckpointError` naming the tensors that are
-    missing, unexpected, of another shape or of another kind (integer for float)."""
-    state = model.state_dict()
-    problems = [f"missing {k}" for k in sorted(state.keys() - tensors.keys())]
-    problems += [f"unexpected {k}" for k in sorted(tensors.keys() - state.keys())]
-    for k in sorted(state.keys() & tensors.keys()):
-        if tensors[k].shape != state[k].shape:
-            problems.append(f"{k}: shape {tuple(tensors[k].shape)} vs {tuple(state[k].shape)}")
-        elif tensors[k].is_floating_point() != state[k].is_floating_point():
-            problems.append(f"{k}: {tensors[k].dtype} vs {state[k].dtype}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not fit this model ({len(problems)} problem(s): {problems[:4]}); it was saved for "
-            "another architecture or setting."
-        )
-    model.load_state_dict(tensors)
-
-
-def _load_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler) -> tuple[int, list]:
-    for name in ("model.safetensors", "trainer_state.pt", "progress.json"):
-        if not (folder / name).exists():
-            raise FileNotFoundError(f"Cannot resume: {folder / name} is missing.")
-    verify_safetensors(folder / "model.safetensors", "resume checkpoint")
-    load_into(model, load_file(folder / "model.safetensors"), f"the resume checkpoint {folder}")
-    state = torch.load(folder / "trainer_state.pt", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    progress = json.loads((folder / "progress.json").read_text())
-    return progress["epoch"], progress["history"]
 
 
 def distributed_state():
@@ -206,7 +106,7 @@ def fit(
     if resume:
         if checkpoint is None:
             raise ValueError("resume=True needs the output_dir of the run to resume.")
-        start_epoch, history = _load_checkpoint(checkpoint, model, optimizer, scheduler)
+        start_epoch, history = load_checkpoint(checkpoint, model, optimizer, scheduler)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     # each process now takes len(train_loader) of the steps; the scheduler counts them all (accelerate steps
     # it once per process), so its schedule is the same at any world size
@@ -258,7 +158,7 @@ def fit(
             record.update({f"eval_{k}": v for k, v in metrics.items()})
         history.append(record)
         if checkpoint is not None and accelerator.is_main_process:
-            _save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, epoch + 1, history)
+            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, epoch + 1, history)
         if on_epoch_end is not None and accelerator.is_main_process:
             on_epoch_end(record)
         accelerator.wait_for_everyone()
@@ -266,44 +166,3 @@ def fit(
             break
     bar.close()
     return history
-
-
-__all__ = [
-    "DistillationLoss",
-    "TrainingArguments",
-    "add_training_flags",
-    "classification_loss",
-    "distributed_state",
-    "fit",
-    "load_into",
-    "paper_optimizer",
-    "recalibrate_batchnorm",
-]
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(
-    model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]], num_batches: int = 10
-) -> nn.Module:
-    """Re-estimate every BatchNorm's running statistics from `num_batches` batches of `(inputs, labels)`.
-
-    Decoded weights are close to, not equal to, the originals, so the stored statistics no longer match
-    the activations they normalise. Returns `model` in its previous train/eval mode.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms:
-        return model
-    momenta = [m.momentum for m in norms]
-    was_training = model.training
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches seen
-    model.train()
-    device = next(model.parameters()).device
-    for i, (inputs, _) in enumerate(batches):
-        if i >= num_batches:
-            break
-        model(inputs.to(device))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return model.train(was_training)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from typing import Any
 
 from torch import nn
 
-from .reparameterize import GENERATORS_ATTR, SKIPPED_ATTR, GeneratedConv, generated_convs
+from .layers.reparameterize import GENERATORS_ATTR, SKIPPED_ATTR, GeneratedConv, generated_convs
+from .timm_utils import classifier_names, is_under
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -15,12 +19,14 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or "Norm" in type(module).__name__
 
 
-def _category(module: nn.Module, module_name: str, param_name: str, heads: set[str]) -> str:
-    if module_name == GENERATORS_ATTR or module_name.startswith(GENERATORS_ATTR + "."):
+def param_category(module: nn.Module, module_name: str, param_name: str, heads: set[str]) -> str:
+    """What a parameter is: `"generator"`, `"codes"`, `"classifier"` (under a module of `heads`), `"norms"`,
+    `"dense_convs"` or `"other"`."""
+    if is_under(module_name, {GENERATORS_ATTR}):
         return "generator"
     if isinstance(module, GeneratedConv) and param_name == "codes":
         return "codes"
-    if any(module_name == h or module_name.startswith(h + ".") for h in heads):
+    if is_under(module_name, heads):
         return "classifier"
     if _is_norm(module):
         return "norms"
@@ -39,8 +45,7 @@ def parameter_report(model: nn.Module) -> dict[str, Any]:
     """
     net = getattr(model, "timm_model", model)
     pretrained_cfg = getattr(net, "pretrained_cfg", None) or {}
-    head = pretrained_cfg.get("classifier") or ()
-    heads = {head} if isinstance(head, str) else set(head)
+    heads = classifier_names(net)
 
     breakdown = dict.fromkeys(("generator", "codes", "dense_convs", "norms", "classifier", "other"), 0)
     seen: set[int] = set()
@@ -49,7 +54,7 @@ def parameter_report(model: nn.Module) -> dict[str, Any]:
             if id(param) in seen:
                 continue
             seen.add(id(param))
-            breakdown[_category(module, module_name, param_name, heads)] += param.numel()
+            breakdown[param_category(module, module_name, param_name, heads)] += param.numel()
 
     generated = dict(generated_convs(net))
     generated_weights = sum(
@@ -58,7 +63,8 @@ def parameter_report(model: nn.Module) -> dict[str, Any]:
     stored = sum(breakdown.values())
     dense = stored - breakdown["generator"] - breakdown["codes"] + generated_weights
     state = net.state_dict()
-    buffers = sum(t.numel() for k, t in state.items() if k not in dict(net.named_parameters()))
+    parameters = dict(net.named_parameters())
+    buffers = sum(t.numel() for k, t in state.items() if k not in parameters)
     skipped = dict(getattr(net, SKIPPED_ATTR, {}))
     dense_convs = [n for n, m in net.named_modules() if isinstance(m, nn.modules.conv._ConvNd) and n not in generated]
     return {
@@ -87,18 +93,57 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def inference_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
-    """Multiply-accumulates of one forward pass on one `input_size` (C, H, W) image, counted by torch's
-    FlopCounterMode on the dense form (`to_timm()` for CSG models: what deployment runs)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    """Multiply-accumulates of one forward pass on one `input_size` (C, H, W) image: every convolution's and
+    linear layer's, as torch's FlopCounterMode counts them for the CNNs csg-hub generates (tested), at a fraction
+    of its cost. A CSG model is counted as its dense twin (`to_timm()`, what deployment runs), built on the meta
+    device from its config: shapes only, no copy, no filters generated, and remembered per architecture."""
+    config = getattr(model, "config", None)
+    net = getattr(model, "timm_model", model)
+    if config is not None and getattr(config, "model_type", None) == "csg":
+        model_args = json.dumps(config.model_args or {}, sort_keys=True)
+        return _dense_macs(config.architecture, config.in_chans, net.num_classes, model_args, tuple(input_size))
+    return count_macs(net, input_size)
 
-    net = model.to_timm() if hasattr(model, "to_timm") else getattr(model, "timm_model", model)
+
+@functools.lru_cache(maxsize=64)
+def _dense_macs(architecture: str, in_chans: int, num_classes: int, model_args: str, input_size: tuple[int, ...]) -> int:
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        net = timm.create_model(architecture, pretrained=False, in_chans=in_chans, num_classes=num_classes,
+                                **json.loads(model_args))  # fmt: skip
+    return count_macs(net, input_size)
+
+
+def count_macs(net: nn.Module, input_size: tuple[int, int, int]) -> int:
+    """Multiply-accumulates of the convolutions and linear layers of `net` in one no-grad forward of one image
+    (on `net`'s device: the meta device counts from shapes alone). A CSG model's generators are not counted."""
+    import torch
+
     param = next(net.parameters())
+    total = 0
+
+    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.modules.conv._ConvNd):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+        else:
+            per_output = module.in_features
+        total += output.numel() * per_output
+
+    hooks = [
+        m.register_forward_hook(count)
+        for name, m in net.named_modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) and not is_under(name, {GENERATORS_ATTR})
+    ]
     was_training = net.training
     net.eval()  # batch norm in training mode cannot take a single image whose last map is 1x1
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
             net(torch.zeros(1, *input_size, dtype=param.dtype, device=param.device))
     finally:
         net.train(was_training)
-    return counter.get_total_flops() // 2
+        for hook in hooks:
+            hook.remove()
+    return total

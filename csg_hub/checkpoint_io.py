@@ -1,0 +1,207 @@
+"""CSG checkpoints on disk: `save_pretrained`'s one-pass write and `from_pretrained`'s strict, verified load.
+
+A folder holds `config.json`, `model.safetensors` (codes and generators, and with `storage_scope="all"` every
+weight matrix, in the config's `storage_dtype`; a CRC-32 of the tensor data in the metadata; data 64-byte
+aligned) and `preprocessor_config.json`. Loading refuses, with a `CheckpointError` naming the problem, every
+checkpoint that would otherwise load as a silently wrong model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from safetensors import SafetensorError
+from torch import nn
+from transformers.utils import cached_file
+
+from .configuration import CSGConfig
+from .errors import CheckpointError
+from .image_processing import CSGImageProcessor
+from .integrity import verify_safetensors, write_safetensors
+from .storage import decode, encode, stored_keys
+from .timm_utils import classifier_names
+
+WEIGHTS_NAME = "model.safetensors"
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+# transformers' save_pretrained arguments that do not apply to a small single-file checkpoint
+_IGNORED_SAVE_KWARGS = ("max_shard_size", "save_peft_format", "save_original_format", "distributed_checkpoint")
+
+
+def save_checkpoint(
+    model,
+    save_directory: str | os.PathLike,
+    is_main_process: bool = True,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    push_to_hub: bool = False,
+    **kwargs: Any,
+) -> None:
+    """Write `model`'s folder: config, weights in their stored dtype (written once, CRC included), image processor.
+    Takes `PreTrainedModel.save_pretrained`'s arguments; `push_to_hub=True` then pushes with the card."""
+    if kwargs.pop("safe_serialization", True) is False or kwargs.get("variant"):
+        raise ValueError("csg-hub writes one safetensors file per model (no pickles, no variants).")
+    kwargs.pop("variant", None)
+    for name in _IGNORED_SAVE_KWARGS:
+        kwargs.pop(name, None)
+    repo_id, token = kwargs.pop("repo_id", None), kwargs.pop("token", None)
+    if kwargs:
+        raise TypeError(f"save_pretrained got unexpected arguments {sorted(kwargs)}.")
+    if not is_main_process:
+        return
+    folder = Path(save_directory)
+    if folder.is_file():
+        raise ValueError(f"save_pretrained needs a folder, but {folder} is a file.")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    # what transformers' save_pretrained records, so that Auto classes and pipelines pick the right class
+    config.architectures = [type(model).__name__]
+    config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    config.save_pretrained(folder)
+    tensors = {k: v.detach() for k, v in (state_dict if state_dict is not None else model.state_dict()).items()}
+    if config.storage_dtype != "float32":
+        keys = [k for k in stored_keys(model, config.storage_scope) if k in tensors]
+        tensors = encode(tensors, keys, config.storage_dtype)
+    write_safetensors(folder / WEIGHTS_NAME, tensors)
+    CSGImageProcessor.from_config(config).save_pretrained(folder)
+    if push_to_hub:
+        model.push_to_hub(repo_id or folder.name, token=token)
+
+
+def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path, *args, **kwargs):
+    """`cls.from_pretrained`: `load` is `PreTrainedModel.from_pretrained` bound to `cls`, called with the decoded
+    state dict when the checkpoint stores a reduced dtype; every check of the docstring there, then realignment."""
+    want_info = kwargs.pop("output_loading_info", False)
+    allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
+    strict = kwargs.pop("strict", True)
+    kwargs.setdefault("use_safetensors", True)
+    source = str(pretrained_model_name_or_path)
+    header, path = _verified_header(pretrained_model_name_or_path, kwargs)
+    config = kwargs.get("config")
+    if not isinstance(config, CSGConfig) and path is not None:
+        config = cls.config_class.from_pretrained(
+            pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+        )
+    stored: set[str] = set()
+    load_from = pretrained_model_name_or_path
+    if isinstance(config, CSGConfig) and config.storage_dtype != "float32" and path is not None:
+        stored = _stored_keys(cls, config)
+        try:
+            state = decode(safetensors.torch.load_file(path), sorted(stored), config.storage_dtype, source)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
+        kwargs = {k: v for k, v in kwargs.items() if k not in _HUB_KWARGS and k != "use_safetensors"}
+        load_from, kwargs = None, {**kwargs, "config": config, "state_dict": state}
+    try:
+        model, info = load(load_from, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    except CheckpointError:
+        raise
+    except OSError as err:
+        if "file named" not in str(err):
+            raise
+        raise CheckpointError(
+            f"{source} has no {WEIGHTS_NAME} (csg-hub loads safetensors checkpoints only, never pickles): {err}"
+        ) from err
+    except SafetensorError as err:
+        raise CheckpointError(
+            f"Could not read the safetensors checkpoint of {source}: {err}. "
+            "The file is truncated or corrupt; download or save it again."
+        ) from err
+    check_keys(model, info, source, allow_mismatch=allow_mismatch, strict=strict)
+    if header is not None:
+        check_kinds(model, {k: v for k, v in header.items() if k not in stored}, source)
+    realign(model)
+    return (model, info) if want_info else model
+
+
+def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> tuple[dict | None, str | None]:
+    # Resolve (download) the file transformers is about to read, and verify it first; a missing file is
+    # left to transformers, whose error names what it looked for.
+    try:
+        path = cached_file(
+            pretrained_model_name_or_path,
+            WEIGHTS_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs},
+        )
+    except OSError:
+        return None, None
+    return (None, None) if path is None else (verify_safetensors(path), path)
+
+
+def _stored_keys(cls, config: CSGConfig) -> set[str]:
+    # the keys this config stores in its reduced dtype, from a model built on the meta device (no memory)
+    with torch.device("meta"):
+        skeleton = cls(config)
+    return set(stored_keys(skeleton, config.storage_scope))
+
+
+def check_keys(model: nn.Module, info: dict, source: str, allow_mismatch: bool = False, strict: bool = True) -> None:
+    """Refuse what transformers' loading info reports: tensors of other shapes (unless `allow_mismatch`), tensors
+    the model needs and the checkpoint lacks, tensors it has no place for (unless `strict=False`)."""
+    name = type(model).__name__
+    if info["mismatched_keys"] and not allow_mismatch:
+        shown = "; ".join(
+            f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in sorted(info["mismatched_keys"])[:3]
+        )
+        raise CheckpointError(
+            f"The checkpoint at {source} does not fit this config: {len(info['mismatched_keys'])} tensor(s) "
+            f"have other shapes ({shown}). Its config.json disagrees with its weights (e.g. another "
+            "code_dim or slice_size)."
+        )
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise CheckpointError(
+            f"The checkpoint at {source} lacks {len(missing)} tensor(s) that {name} with this "
+            f"config needs (e.g. {missing[:3]}); it was saved for another architecture or CSG setting."
+        )
+    unexpected = sorted(k for k in info["unexpected_keys"] if not _is_dropped_head(model, k))
+    if unexpected and strict:
+        raise CheckpointError(
+            f"The checkpoint at {source} holds {len(unexpected)} tensor(s) that {name} with this config "
+            f"has no place for (e.g. {unexpected[:3]}): it was saved for another architecture or CSG setting. "
+            "Pass strict=False to drop them on purpose."
+        )
+
+
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def check_kinds(model: nn.Module, header: dict, source: str) -> None:
+    """Refuse integer tensors where float ones belong, or the reverse: transformers casts what it loads to the
+    model's dtype, so they would load as garbage without a word."""
+    state = model.state_dict()
+    wrong = sorted(
+        f"{k} ({v['dtype']} for {state[k].dtype})"
+        for k, v in header.items()
+        if k in state and isinstance(v, dict) and (v.get("dtype") in _FLOAT_DTYPES) != state[k].is_floating_point()
+    )
+    if wrong:
+        raise CheckpointError(
+            f"The checkpoint at {source} stores {len(wrong)} tensor(s) with the wrong kind of number: {wrong[:3]}."
+        )
+
+
+def _is_dropped_head(model: nn.Module, key: str) -> bool:
+    # a backbone-only model (no classifier of its own) loading a classifier checkpoint: the head's tensors are
+    # expected, and unused
+    if getattr(model.timm_model, "num_classes", 0):
+        return False
+    return any(key.startswith(f"{model.base_model_prefix}.{h}.") for h in classifier_names(model.timm_model))
+
+
+def realign(model: nn.Module, alignment: int = 64) -> None:
+    """Give every CPU tensor at an unaligned address storage of its own.
+
+    safetensors returns tensors at arbitrary offsets, and CPU kernels choose their code path by alignment (a
+    vectorised body with FMA, a scalar head and tail without; oneDNN's conv reorders): fresh storage for every
+    misaligned tensor makes the outputs bit-identical to the saved model's, which is what lets eval.py reproduce
+    a card's accuracy exactly. csg-hub files start their data on a 64-byte boundary
+    (`integrity.write_safetensors`), so only tensors at unaligned offsets are copied."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.device.type != "cpu" or not tensor.data_ptr() % alignment:
+            continue
+        tensor.data = tensor.data.clone()
