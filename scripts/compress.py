@@ -84,9 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     evaluate = None
     if args.eval_dataset:
-        dataset = load_image_dataset(args.eval_dataset, args.eval_split)
-        if args.eval_limit:
-            dataset = dataset.select(range(min(args.eval_limit, len(dataset))))
+        dataset = load_image_dataset(args.eval_dataset, args.eval_split, limit=args.eval_limit)
         evaluate = classification_loader(dataset, data_config, args.batch_size)
     report = weight_vae.compression_report(artifact, model, evaluate)
     if evaluate is not None and args.baselines:

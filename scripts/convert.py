@@ -79,12 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = csg_hub.CSGConfig(**{**parent_kwargs, **options, "base_model": parent_name})
     data_config = config.data_config
 
-    train_set = load_image_dataset(args.dataset, args.train_split, args.revision)
-    eval_set = load_image_dataset(args.dataset, args.eval_split, args.revision)
-    if args.train_limit:
-        train_set = train_set.select(range(min(args.train_limit, len(train_set))))
-    if args.eval_limit:
-        eval_set = eval_set.select(range(min(args.eval_limit, len(eval_set))))
+    train_set = load_image_dataset(args.dataset, args.train_split, args.revision, limit=args.train_limit)
+    eval_set = load_image_dataset(args.dataset, args.eval_split, args.revision, limit=args.eval_limit)
     columns = image_label_columns(eval_set)
     feature = eval_set.features[columns[1]]
     model_names = [config.id2label[i] for i in range(config.num_labels)]

@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
             calibration = load_image_dataset(args.eval_dataset, args.calibration_split)
             loader = classification_loader(calibration, data_config, args.batch_size, train=True)
             recalibrate_batchnorm(model, loader, args.recalibrate_bn)
-        dataset = load_image_dataset(args.eval_dataset, args.eval_split)
-        if args.eval_limit:
-            dataset = dataset.select(range(min(args.eval_limit, len(dataset))))
+        dataset = load_image_dataset(args.eval_dataset, args.eval_split, limit=args.eval_limit)
         result.update(evaluate(model, classification_loader(dataset, data_config, args.batch_size)))
     if args.output_dir:
         _save(model, artifact.model_config, Path(args.output_dir))

@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"--update-card: the card records results on split(s) {sorted(recorded)}, not {args.split!r}."
             )
     model, data_config = load_classifier(args.model, args.revision)
-    dataset = load_image_dataset(args.dataset, args.split, args.dataset_revision)
-    if args.limit:
-        dataset = dataset.select(range(min(args.limit, len(dataset))))
+    dataset = load_image_dataset(args.dataset, args.split, args.dataset_revision, limit=args.limit)
     columns = image_label_columns(dataset, args.image_column, args.label_column)
     feature = dataset.features[columns[1]]
     num_classes = getattr(feature, "num_classes", None)

@@ -264,9 +264,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "(--dense-runs).")  # fmt: skip
     from csg_hub.data import load_image_dataset
 
-    dataset = load_image_dataset(args.dataset, args.split)
-    if args.limit:
-        dataset = dataset.select(range(min(args.limit, len(dataset))))
+    dataset = load_image_dataset(args.dataset, args.split, limit=args.limit)
     missing = [name for name in args.dense_runs if not (runs / name / "metrics.json").exists()]
     if missing:
         raise SystemExit(f"--dense-runs {' '.join(missing)}: no metrics.json under {runs}/<run>/ (a finished run?).")

@@ -81,12 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"process {state.process_index} of {state.num_processes} ({state.distributed_type.name}, "
           f"backend {state.backend})", flush=True)  # fmt: skip
     set_seed(args.seed)
-    train_set = load_image_dataset(args.dataset, args.train_split, args.revision)
-    eval_set = load_image_dataset(args.dataset, args.eval_split, args.revision)
-    if args.train_limit:
-        train_set = train_set.select(range(min(args.train_limit, len(train_set))))
-    if args.eval_limit:
-        eval_set = eval_set.select(range(min(args.eval_limit, len(eval_set))))
+    train_set = load_image_dataset(args.dataset, args.train_split, args.revision, limit=args.train_limit)
+    eval_set = load_image_dataset(args.dataset, args.eval_split, args.revision, limit=args.eval_limit)
     image_col, label_col = image_label_columns(train_set)
     label_names = train_set.features[label_col].names
     first = train_set[0][image_col]
