@@ -9,6 +9,12 @@ checks (any ``Authorization`` header is accepted and ignored), no Xet storage, n
 search index and no web pages. Repositories live under ``root``: content-addressed blobs (sha256) plus one JSON
 file per commit and a refs file per repository, so a new server on the same root serves the same data.
 
+The tests trust it, so it is strict where a lax server would hide client bugs or let one connection disturb
+another: ambiguous body framing (``Content-Length`` with ``Transfer-Encoding``, differing lengths, unknown codings)
+is answered 400/501 and the connection closed; a header block must arrive within ``header_timeout``; past
+``max_connections`` new connections get a 503 with ``Retry-After``; repo paths with ``.git`` components,
+backslashes, control characters, ``.``/``..`` or empty segments are refused.
+
 Usage::
 
     with HubServer(Path("/tmp/hub")) as server:
@@ -22,15 +28,18 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import json
 import logging
 import mimetypes
 import os
 import re
+import selectors
 import shutil
 import socket
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -112,6 +121,10 @@ SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")
 MAX_BODY_BYTES = 8 * 1024**3  # LFS uploads; every other request body is JSON or NDJSON
 MAX_JSON_BYTES = 256 * 1024**2  # JSON and NDJSON commit bodies, read into memory
 IDLE_TIMEOUT = 30.0
+HEADER_TIMEOUT = 10.0  # from a request's first byte to the end of its header block, however the bytes trickle in
+MAX_CONNECTIONS = 256  # connections served at once; past it, new ones get an immediate 503
+LISTEN_BACKLOG = 1024  # connections the kernel queues before accept: a burst is answered, not reset or dropped
+REJECT_LINGER = 2.0  # seconds a refused (503) connection is read and discarded before it is closed
 CHUNK = 1 << 20
 
 
@@ -197,11 +210,36 @@ def _is_binary_ish(path: str, size: int, sample: bytes) -> bool:
     return size > LFS_THRESHOLD or path.lower().endswith(tuple(LFS_EXTENSIONS)) or b"\0" in sample
 
 
+def _path_problem(path: str) -> str | None:
+    """Why ``path`` cannot name a file in a repository, or None when it can."""
+    if not path:
+        return "the path is empty"
+    if "\\" in path:
+        return "backslashes are not allowed (folders are separated by '/')"
+    if any(unicodedata.category(c) == "Cc" for c in path):
+        return "control characters (NUL, newlines, ...) are not allowed"
+    if path.startswith("/"):
+        return "absolute paths are not allowed"
+    for segment in path.split("/"):
+        if segment == "":
+            return "empty segments ('//' or a trailing '/') are not allowed"
+        if segment in (".", ".."):
+            return f"'{segment}' segments are not allowed"
+        # git refuses `.git` whatever its case; Windows and macOS checkouts also read `.git.` / `.git ` as `.git`
+        if segment.lower().rstrip(". ") == ".git":
+            return f"'.git' components are not allowed ({segment!r})"
+    return None
+
+
 def _check_path(path: str) -> str:
-    """Reject paths that could escape the repository or that git would refuse."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
-        raise HubError(400, f"Invalid path in repository: {path!r}")
+    """The one check of every client-supplied repo path (commits, deletes, copies, preupload, tree, resolve).
+
+    Refuses paths that could escape the repository or reach into git's own files on a checkout: empty, absolute,
+    with ``.``/``..``/empty segments, a ``.git`` component (any case), a backslash, or a control character.
+    """
+    problem = _path_problem(path)
+    if problem is not None:
+        raise HubError(400, f"Invalid path in repository {path!r}: {problem}")
     return path
 
 
@@ -400,6 +438,39 @@ class Response:
         return cls(status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, body)
 
 
+def _body_framing(headers: Any, version: str) -> tuple[bool, int]:
+    """``(chunked, content_length)`` of a request body (RFC 9112 section 6); HubError for ambiguous framing.
+
+    A request whose body length two parsers could read differently is refused (and its connection closed by the
+    caller), never guessed at: guessing is how one connection's body becomes a second, smuggled request.
+    """
+    if headers.defects or any("\n" in value or "\r" in value for value in headers.values()):
+        # e.g. `Transfer-Encoding : chunked` (space before the colon), which the parser silently drops, or obs-fold
+        raise HubError(400, "Malformed header block (a field name with spaces, or a folded field line)")
+    codings_fields = headers.get_all("Transfer-Encoding") or []
+    length_fields = headers.get_all("Content-Length") or []
+    if codings_fields and length_fields:
+        raise HubError(400, "Both Transfer-Encoding and Content-Length: ambiguous request framing, refused")
+    if codings_fields:
+        if version == "HTTP/1.0":
+            raise HubError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        codings = [c.strip().lower() for field in codings_fields for c in field.split(",")]
+        if codings[-1] != "chunked" or codings.count("chunked") != 1:
+            raise HubError(400, f"Transfer-Encoding {', '.join(codings_fields)!r}: 'chunked' must be the final coding")
+        if len(codings) > 1:
+            raise HubError(501, f"Unsupported transfer coding in {', '.join(codings_fields)!r} (only 'chunked')")
+        return True, 0
+    if not length_fields:
+        return False, 0
+    values = {v.strip() for field in length_fields for v in field.split(",")}
+    if len(values) != 1:
+        raise HubError(400, f"Conflicting Content-Length values {length_fields!r}")
+    (length,) = values
+    if not re.fullmatch(r"\d{1,19}", length):
+        raise HubError(400, f"Invalid Content-Length {length!r}")
+    return False, int(length)
+
+
 class Request:
     """The parts of an HTTP request the handlers use; the body is read lazily (plain or chunked)."""
 
@@ -414,17 +485,14 @@ class Request:
         self._max_body = hub.max_body_bytes
         self._max_json = hub.max_json_bytes
         self._rfile = handler.rfile
-        self._chunked = "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower()
         self._read = 0
-        length = handler.headers.get("Content-Length")
-        self._remaining = 0
-        self._done = True
-        if length is not None and not self._chunked:
-            if not re.fullmatch(r"\d{1,19}", length.strip()):
-                raise HubError(400, f"Invalid Content-Length {length!r}")
-            self._remaining = int(length)
-            if self._remaining > self._max_body:
-                raise HubError(413, f"Request body of {self._remaining} bytes exceeds the limit of {self._max_body}")
+        self._chunk_left = 0  # bytes of the current chunk not read yet
+        # set when the body could not be read to its end (bad framing, too large, cut short): the rest of the
+        # connection's stream is not a request boundary any more, so it must be closed, not drained or reused
+        self.broken = False
+        self._chunked, self._remaining = _body_framing(handler.headers, handler.request_version)
+        if self._remaining > self._max_body:
+            raise HubError(413, f"Request body of {self._remaining} bytes exceeds the limit of {self._max_body}")
         self._done = not self._chunked and self._remaining == 0
 
     def param(self, name: str, default: str | None = None) -> str | None:
@@ -440,29 +508,58 @@ class Request:
         return self._server_url
 
     def iter_body(self) -> Iterator[bytes]:
-        while not self._done:
-            if self._chunked:
-                line = self._rfile.readline(1024).split(b";")[0].strip() or b"0"
-                if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", line):
-                    raise HubError(400, f"Invalid chunk size {line[:40]!r} in a chunked body")
-                size = int(line, 16)
-                if size == 0:
-                    while self._rfile.readline().strip():  # trailers
-                        pass
-                    self._done = True
-                    return
-                chunk = self._rfile.read(size)
-                self._rfile.readline()
-            else:
-                chunk = self._rfile.read(min(CHUNK, self._remaining))
-                self._remaining -= len(chunk)
-                self._done = self._remaining <= 0 or not chunk
-                if not chunk and self._remaining > 0:
-                    raise HubError(400, f"Body ended {self._remaining} bytes short of its Content-Length")
-            self._read += len(chunk)
-            if self._read > self._max_body:
-                raise HubError(413, f"Request body exceeds the limit of {self._max_body} bytes")
-            yield chunk
+        """The body in pieces of at most ``CHUNK`` bytes (a chunked body's chunk sizes never size a read)."""
+        if self.broken:
+            return
+        try:
+            while not self._done:
+                piece = self._next_chunked_piece() if self._chunked else self._next_plain_piece()
+                self._read += len(piece)
+                if self._read > self._max_body:
+                    raise HubError(413, f"Request body exceeds the limit of {self._max_body} bytes")
+                if piece:
+                    yield piece
+        except (HubError, OSError):
+            self.broken = True
+            raise
+
+    def _next_plain_piece(self) -> bytes:
+        piece = self._rfile.read(min(CHUNK, self._remaining))
+        self._remaining -= len(piece)
+        if not piece:
+            raise HubError(400, f"Body ended {self._remaining} bytes short of its Content-Length")
+        self._done = self._remaining <= 0
+        return piece
+
+    def _next_chunked_piece(self) -> bytes:
+        if self._chunk_left == 0:
+            line = self._rfile.readline(1024)
+            if not line.endswith(b"\n"):
+                raise HubError(400, "Chunked body ended early (or a chunk-size line is too long)")
+            size = line.split(b";")[0].strip()
+            if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", size):
+                raise HubError(400, f"Invalid chunk size {size[:40]!r} in a chunked body")
+            self._chunk_left = int(size, 16)
+            if self._chunk_left == 0:
+                self._read_trailers()
+                self._done = True
+                return b""
+        piece = self._rfile.read(min(CHUNK, self._chunk_left))
+        if not piece:
+            raise HubError(400, "Chunked body ended early")
+        self._chunk_left -= len(piece)
+        if self._chunk_left == 0 and self._rfile.readline(3) not in (b"\r\n", b"\n"):
+            raise HubError(400, "A chunk of a chunked body is not followed by CRLF")
+        return piece
+
+    def _read_trailers(self) -> None:
+        for _ in range(100):
+            line = self._rfile.readline(65537)
+            if line in (b"\r\n", b"\n"):
+                return
+            if not line.endswith(b"\n"):
+                raise HubError(400, "Chunked body ended early (in its trailers)")
+        raise HubError(400, "Too many trailer fields in a chunked body")
 
     def body(self) -> bytes:
         """The whole body, read into memory: only for JSON and NDJSON requests, bounded by `max_json_bytes`."""
@@ -471,6 +568,7 @@ class Request:
         for chunk in self.iter_body():
             data += chunk
             if len(data) > limit:
+                self.broken = True  # hang up rather than read (up to max_body_bytes of) the rest
                 raise HubError(413, f"Request body exceeds the limit of {limit} bytes for this endpoint")
         return bytes(data)
 
@@ -507,19 +605,83 @@ class Request:
         return int(value)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's input: every read waits at most the idle timeout and, while a header block is read, no
+    later than that block's deadline (``header_timeout`` after its first byte).
+
+    A per-read timeout alone lets a client hold a connection (and its thread) forever by trickling a header byte
+    every few seconds; the deadline bounds the whole block. The wait for a request's first byte stays the idle
+    timeout, so pooled keep-alive connections are not cut short between requests.
+    """
+
+    def __init__(self, sock: socket.socket, idle_timeout: float, header_timeout: float):
+        self._sock = sock
+        self._idle = idle_timeout
+        self._header_timeout = header_timeout
+        self._in_header = False
+        self._deadline: float | None = None
+        self.expired = False  # the header deadline passed (answer 408, then close)
+
+    def readable(self) -> bool:
+        return True
+
+    def begin_header_block(self) -> None:
+        self._in_header, self._deadline, self.expired = True, None, False
+
+    def end_header_block(self) -> None:
+        self._in_header, self._deadline = False, None
+        self._sock.settimeout(self._idle)  # writes (and body reads) get the idle timeout back
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self._idle
+        if self._deadline is not None:
+            timeout = min(timeout, self._deadline - time.monotonic())
+            if timeout <= 0:
+                self.expired = True
+                raise TimeoutError("header deadline passed")
+        self._sock.settimeout(timeout)
+        try:
+            n = self._sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = self._deadline is not None and time.monotonic() >= self._deadline
+            raise
+        if n and self._in_header and self._deadline is None:
+            self._deadline = time.monotonic() + self._header_timeout
+        return n
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the clients pool connections
     server_version = "csg-hub-server/0.1"
     timeout = IDLE_TIMEOUT  # per-socket read timeout: idle or stalled connections do not hold a thread
 
     def setup(self) -> None:
-        self.timeout = self.server.hub.idle_timeout  # type: ignore[attr-defined]
+        hub = self.server.hub  # type: ignore[attr-defined]
+        self.timeout = hub.idle_timeout
         super().setup()
         # headers and body leave in separate writes: without this, Nagle's algorithm holds the body until the
         # client's delayed ACK (~40 ms a request), a latency the real Hub does not have
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile.close()  # the socket file setup() made: reads go through the deadline reader instead
+        self._reader = _DeadlineReader(self.connection, hub.idle_timeout, hub.header_timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.begin_header_block()
+        try:
+            super().handle_one_request()  # a read timeout there closes the connection
+        finally:
+            expired = self._reader.expired
+            self._reader.end_header_block()
+        if expired:
+            self.close_connection = True
+            try:
+                self.wfile.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                pass
 
     def _serve(self) -> None:
+        self._reader.end_header_block()  # the header block is in: body reads get the idle timeout only
         self.server.hub._handle(self)  # type: ignore[attr-defined]
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
@@ -529,13 +691,156 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class _Refuser:
+    """Answers the connections past the limit with a 503 and closes them gracefully, all on one thread.
+
+    Closing a socket whose request is still unread makes the kernel send a reset, which can destroy the 503
+    before the client reads it; so each socket is half-closed after the answer, and its input is read and
+    discarded until the client hangs up (or ``linger`` seconds pass).
+    """
+
+    def __init__(self, linger: float = REJECT_LINGER, capacity: int = 4096):
+        self._linger = linger
+        self._capacity = capacity  # past it (a flood), refused sockets are closed at once
+        self._lock = threading.Lock()
+        self._pending: list[socket.socket] = []
+        self._count = 0
+        self._stopped = False
+        self._deadlines: dict[socket.socket, float] = {}
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._run, name="hub-server-refuser", daemon=True)
+        self._thread.start()
+
+    def refuse(self, sock: socket.socket, answer: bytes) -> None:
+        try:
+            sock.setblocking(False)
+            sock.send(answer)  # a fresh socket's send buffer takes a short answer whole
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        with self._lock:
+            if self._stopped or self._count >= self._capacity:
+                sock.close()
+                return
+            self._count += 1
+            self._pending.append(sock)
+        self._wake()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+        self._wake()
+        self._thread.join(timeout=5)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:  # the pipe is full: the thread is awake anyway
+            pass
+
+    def _drop(self, sock: socket.socket) -> None:
+        self._selector.unregister(sock)
+        del self._deadlines[sock]
+        sock.close()
+        with self._lock:
+            self._count -= 1
+
+    def _run(self) -> None:
+        try:
+            while True:
+                wait = min(self._deadlines.values(), default=time.monotonic() + 1.0) - time.monotonic()
+                events = self._selector.select(max(wait, 0.0))
+                with self._lock:
+                    if self._stopped:
+                        return
+                    new, self._pending = self._pending, []
+                for sock in new:
+                    self._deadlines[sock] = time.monotonic() + self._linger
+                    self._selector.register(sock, selectors.EVENT_READ)
+                for key, _ in events:
+                    if key.fileobj is self._wake_r:
+                        try:
+                            while self._wake_r.recv(4096):
+                                pass
+                        except OSError:
+                            pass
+                        continue
+                    sock = key.fileobj
+                    try:
+                        data = sock.recv(65536)  # type: ignore[union-attr]
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data and sock in self._deadlines:
+                        self._drop(sock)  # type: ignore[arg-type]
+                now = time.monotonic()
+                for sock, deadline in list(self._deadlines.items()):
+                    if deadline <= now:
+                        self._drop(sock)
+        finally:
+            for sock in list(self._deadlines):
+                self._drop(sock)
+            with self._lock:
+                for sock in self._pending:
+                    sock.close()
+                self._pending = []
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+
 class _HTTPServer(ThreadingHTTPServer):
+    """A thread per connection, up to ``hub.max_connections`` at once; past it, an immediate 503."""
+
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], hub: HubServer):
         self.hub = hub
+        self.request_queue_size = hub.listen_backlog  # listen(): a burst of connects waits to be accepted
+        self._active: set[Any] = set()
+        self._active_lock = threading.Lock()
         super().__init__(address, _Handler)
+        self._refuser = _Refuser()
+        body = json.dumps({"error": f"Server busy: {hub.max_connections} connections open; retry later"}).encode()
+        self._busy_answer = (
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nX-Error-Message: Server busy (connection limit)\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    @property
+    def active_connections(self) -> int:
+        with self._active_lock:
+            return len(self._active)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            busy = len(self._active) >= self.hub.max_connections
+            if not busy:
+                self._active.add(request)
+        if busy:
+            self._refuser.refuse(request, self._busy_answer)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Called once per served connection when it ends (also when its thread could not start)."""
+        try:
+            super().shutdown_request(request)
+        finally:
+            with self._active_lock:
+                self._active.discard(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._refuser.stop()
 
 
 # URL pieces: a repo id is "name" or "namespace/name"; revisions and tree paths arrive %-encoded
@@ -562,6 +867,10 @@ class HubServer:
         max_body_bytes: largest request body accepted (413 beyond: LFS uploads).
         max_json_bytes: largest JSON / NDJSON body, which is read into memory (413 beyond).
         idle_timeout: seconds a connection may stay silent (mid-request or between requests).
+        header_timeout: seconds from a request's first byte to the end of its header block (then 408 and close).
+        max_connections: connections served at once; past it a new connection is answered 503 (``Retry-After``,
+            ``Connection: close``) and closed, never dropped silently.
+        listen_backlog: connections the kernel queues until accepted (capped by ``net.core.somaxconn``).
     """
 
     def __init__(
@@ -573,6 +882,9 @@ class HubServer:
         max_body_bytes: int = MAX_BODY_BYTES,
         max_json_bytes: int = MAX_JSON_BYTES,
         idle_timeout: float = IDLE_TIMEOUT,
+        header_timeout: float = HEADER_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        listen_backlog: int = LISTEN_BACKLOG,
     ):
         self.root = Path(root)
         self.host = host
@@ -581,6 +893,9 @@ class HubServer:
         self.max_body_bytes = max_body_bytes
         self.max_json_bytes = max_json_bytes
         self.idle_timeout = idle_timeout
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.listen_backlog = listen_backlog
         self.store = _Store(self.root)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -705,10 +1020,11 @@ class HubServer:
             request.drain()
         except HubError as e:  # the rest of the body is unreadable or too large: answer, then hang up
             response = self._error(e)
-            handler.close_connection = True
         except (ConnectionError, TimeoutError):
             handler.close_connection = True
             return
+        if request.broken:  # the body was not read to its end: the stream has no request boundary any more
+            handler.close_connection = True
         try:
             self._write(handler, request, response)
         except (ConnectionError, TimeoutError):
@@ -749,6 +1065,8 @@ class HubServer:
         for name, value in response.headers.items():
             handler.send_header(name, value)
         handler.send_header("Content-Length", str(length))
+        if handler.close_connection:
+            handler.send_header("Connection", "close")
         handler.end_headers()
         if handler.command == "HEAD":
             return
@@ -1039,6 +1357,8 @@ class HubServer:
         commit = self._commit_at(target, rev)
         files, folders = commit["files"], self._folders(commit["files"])
         base = (path or "").strip("/")
+        if base:
+            _check_path(base)
         if base and base not in folders:
             detail = "is a file, not a folder" if base in files else "does not exist"
             raise HubError(404, f"{base} {detail} at {rev}", "EntryNotFound", {"X-Repo-Commit": commit["oid"]})
@@ -1057,7 +1377,7 @@ class HubServer:
         commit = self._commit_at(target, rev)
         form = request.form_or_json()
         files, folders = commit["files"], self._folders(commit["files"])
-        paths = [str(p).strip("/") for p in form.get("paths", [])]
+        paths = [_check_path(str(p).strip("/")) for p in form.get("paths", [])]
         entries = [e for p in dict.fromkeys(paths) if (e := self._entry(p, files, folders)) is not None]
         if str((form.get("expand") or ["false"])[0]).lower() in ("1", "true"):
             self._add_last_commits(target, commit, entries)
@@ -1070,7 +1390,7 @@ class HubServer:
         files = self._commit_at(target, rev)["files"]
         answers = []
         for item in request.json().get("files", []):
-            path, size = str(item.get("path")), request.integer(item.get("size") or 0, "size")
+            path, size = _check_path(str(item.get("path") or "")), request.integer(item.get("size") or 0, "size")
             sample = base64.b64decode(item.get("sample") or "")
             lfs = _is_binary_ish(path, size, sample)
             existing = files.get(path)
@@ -1208,7 +1528,7 @@ class HubServer:
     def _resolve(self, request: Request, repo_type: str, repo: str, rev: str, path: str) -> Response:
         target = self._repo(repo_type, repo)
         commit = self._commit_at(target, rev)
-        f = commit["files"].get(path)
+        f = commit["files"].get(_check_path(path))
         if f is None:
             headers = {"X-Repo-Commit": commit["oid"]}  # lets the client cache the file's absence
             raise HubError(404, f"Entry not found: {path} at {rev}", "EntryNotFound", headers)
@@ -1261,6 +1581,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help=f"connections served at once; more get an immediate 503 (default: {MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=HEADER_TIMEOUT,
+        help=f"seconds to receive a request's whole header block (default: {HEADER_TIMEOUT:g})",
+    )
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
@@ -1268,7 +1600,14 @@ def main(argv: list[str] | None = None) -> None:
             "read, overwrite and delete every repo. Use it on localhost only.",
             flush=True,
         )
-    server = HubServer(args.root, host=args.host, port=args.port, verbose=args.verbose).start()
+    server = HubServer(
+        args.root,
+        host=args.host,
+        port=args.port,
+        verbose=args.verbose,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+    ).start()
     print(f"Hub-protocol server on {server.url} (root: {args.root})", flush=True)
     print(f"  export HF_ENDPOINT={server.url} HF_HUB_DISABLE_XET=1", flush=True)
     try:
