@@ -8,7 +8,7 @@ PY=${PY:-.venv/bin/python}
 JOBS=${JOBS:-2}
 OUT=runs/zoo/pipeline_check/recheck
 mkdir -p $OUT
-ls -d model_cards/*/ | xargs -n 1 -P "$JOBS" -I{} sh -c '
+ls -d model_cards/*/ | xargs -P "$JOBS" -I{} sh -c '
   name=$(basename {}); OMP_NUM_THREADS=1 '"$PY"' scripts/eval.py --model model_cards/$name --dataset data/fashion_mnist \
     --split test --pipeline --output '"$OUT"'/$name.json > '"$OUT"'/$name.log 2>&1 || echo "$name: eval failed"'
 $PY - <<'PY'
