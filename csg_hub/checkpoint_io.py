@@ -22,7 +22,7 @@ from transformers.utils import cached_file
 from .configuration import CSGConfig
 from .errors import CheckpointError
 from .image_processing import CSGImageProcessor
-from .integrity import verify_safetensors, write_safetensors
+from .integrity import DIGEST_KEY, verify_safetensors, write_safetensors
 from .storage import decode, encode, stored_keys
 from .timm_utils import classifier_names
 
@@ -77,6 +77,7 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
     want_info = kwargs.pop("output_loading_info", False)
     allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
     strict = kwargs.pop("strict", True)
+    allow_nonfinite = kwargs.pop("allow_nonfinite", False)
     kwargs.setdefault("use_safetensors", True)
     source = str(pretrained_model_name_or_path)
     header, path = _verified_header(pretrained_model_name_or_path, kwargs)
@@ -87,12 +88,17 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
         )
     stored: set[str] = set()
     load_from = pretrained_model_name_or_path
-    if isinstance(config, CSGConfig) and config.storage_dtype != "float32" and path is not None:
+    reduced = isinstance(config, CSGConfig) and config.storage_dtype != "float32"
+    if path is not None and not reduced and not allow_nonfinite and not _has_crc(header):
+        check_finite(_file_tensors(path), source)
+    if reduced and path is not None:
         stored = _stored_keys(cls, config)
         try:
             state = decode(safetensors.torch.load_file(path), sorted(stored), config.storage_dtype, source)
         except ValueError as err:
             raise CheckpointError(str(err)) from err
+        if not allow_nonfinite and not _has_crc(header):
+            check_finite(state.items(), source)
         kwargs = {k: v for k, v in kwargs.items() if k not in _HUB_KWARGS and k != "use_safetensors"}
         load_from, kwargs = None, {**kwargs, "config": config, "state_dict": state}
     try:
@@ -130,6 +136,38 @@ def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> tuple[dict 
     except OSError:
         return None, None
     return (None, None) if path is None else (verify_safetensors(path), path)
+
+
+def _has_crc(header: dict | None) -> bool:
+    return header is not None and DIGEST_KEY in (header.get("__metadata__") or {})
+
+
+def _file_tensors(path: str):
+    # the tensors of a safetensors file, one at a time (memory-mapped); an unreadable file is left to the load
+    try:
+        with safetensors.safe_open(path, framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
+                yield key, f.get_tensor(key)
+    except SafetensorError:
+        return
+
+
+def check_finite(tensors, source: str) -> None:
+    """Refuse NaN or inf in the floating-point tensors of a checkpoint that records no CRC-32 (saved by another
+    tool or an older csg-hub; nothing vouches that its values are the ones saved): they would load and give NaN
+    logits without a word. `from_pretrained(..., allow_nonfinite=True)` loads such a checkpoint on purpose."""
+    bad = []
+    for key, tensor in tensors:
+        if tensor.is_floating_point():
+            nan, inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+            if nan or inf:
+                bad.append(f"{key} ({nan} NaN, {inf} inf)")
+    if bad:
+        raise CheckpointError(
+            f"The checkpoint at {source} records no CRC-32 and holds non-finite values in {len(bad)} tensor(s): "
+            f"{bad[:3]}. It would give NaN logits: it is corrupt or was saved from a diverged model. Pass "
+            "allow_nonfinite=True to from_pretrained to load it anyway."
+        )
 
 
 def _stored_keys(cls, config: CSGConfig) -> set[str]:

@@ -56,11 +56,20 @@ def pipeline_predictions(
     model_id: str, images: Iterable, batch_size: int = 256, revision: str | None = None, progress: bool = True
 ) -> list[int]:
     """Top-1 class indices that transformers' `pipeline("image-classification")` gives for `images`, loading
-    the model and its image processor from `model_id` exactly as a Hub user (or the Hub widget) would."""
+    the model and its image processor from `model_id` exactly as a Hub user (or the Hub widget) would.
+
+    16-bit greyscale images are scaled to 8 bits (`to_mode`) before the pipeline sees them: its `load_image`
+    calls PIL's `convert("RGB")`, which clips them at 255 before any image processor runs, so without this
+    the pipeline would classify white images where `scripts/eval.py` sees the real ones."""
     from transformers import pipeline
+
+    from .data.transforms import is_16_bit, to_mode
 
     classifier = pipeline("image-classification", model=model_id, revision=revision)
     label2id = {name: int(i) for i, name in classifier.model.config.id2label.items()}
     # a generator makes the pipeline stream (and batch) its inputs; tqdm around it shows the progress
-    stream = (image for image in tqdm(images, desc="pipeline", unit="img", disable=not progress))
+    stream = (
+        to_mode(image, "L") if hasattr(image, "mode") and is_16_bit(image) else image
+        for image in tqdm(images, desc="pipeline", unit="img", disable=not progress)
+    )
     return [label2id[out[0]["label"]] for out in classifier(stream, batch_size=batch_size, top_k=1)]

@@ -22,7 +22,13 @@ class CSGImageProcessor(BaseImageProcessor):
     Holds the model's timm-style data config. Every image (PIL, numpy or tensor; the image-classification
     pipeline hands over RGB) is converted to the model's channel count the way `scripts/eval.py` converts
     dataset images, resized and normalised by `image_transform`. Saved as `preprocessor_config.json` next to
-    the model; a folder without one gets the processor its `config.json` describes.
+    the model; a folder without one gets the processor its `config.json` describes, and one whose file
+    disagrees with its `config.json` is refused (config.json is the one source of truth).
+
+    16-bit greyscale (PIL "I;16" images, uint16 arrays) is scaled to 8 bits, as in `scripts/eval.py`. But
+    transformers' image-classification pipeline converts a PIL image or file path to RGB (`load_image`) before
+    any processor runs, and PIL clips 16-bit values at 255 there: hand the pipeline `np.asarray(image)` or
+    `csg_hub.data.to_mode(image, "L")` instead (`csg_hub.evaluation.pipeline_predictions` does the latter).
     """
 
     model_input_names: ClassVar[list[str]] = ["pixel_values"]
@@ -75,17 +81,25 @@ class CSGImageProcessor(BaseImageProcessor):
 
     @classmethod
     def get_image_processor_dict(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """The processor settings of a model folder or repo. config.json is the one source of truth: a
+        `preprocessor_config.json` that describes other preprocessing (size, channels, mean, std, interpolation,
+        crop) than the model's `config.json` is refused with a ValueError naming both files, since the pipeline
+        would then feed the model other pixels than `scripts/eval.py` and training do."""
+        from .configuration import CSGConfig
+
+        hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+                      if k in kwargs}  # fmt: skip
         try:
-            return super().get_image_processor_dict(pretrained_model_name_or_path, **kwargs)
+            processor, rest = super().get_image_processor_dict(pretrained_model_name_or_path, **kwargs)
         except OSError:
             # a model saved before csg-hub wrote processors: its config.json holds the same facts
-            from .configuration import CSGConfig
-
-            hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder")
-                          if k in kwargs}  # fmt: skip
             config = CSGConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
             processor = cls.from_config(config).to_dict()
             return processor, {k: v for k, v in kwargs.items() if k not in hub_kwargs and not k.startswith("_")}
+        config = _csg_config(pretrained_model_name_or_path, hub_kwargs)
+        if config is not None:
+            _check_agrees(processor, config.data_config, pretrained_model_name_or_path)
+        return processor, rest
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
@@ -102,6 +116,52 @@ class CSGImageProcessor(BaseImageProcessor):
             )
         pixels = torch.stack([self._transform(_to_pil(image)) for image in _image_list(images)])
         return BatchFeature({"pixel_values": pixels}, tensor_type="pt")
+
+
+def _csg_config(pretrained_model_name_or_path, hub_kwargs: dict):
+    # the CSGConfig of the model next to a preprocessor_config.json; None where there is no CSG config.json
+    # (a processor saved on its own, or one used with another model)
+    from transformers import PretrainedConfig
+
+    from .configuration import CSGConfig
+
+    try:
+        raw, _ = PretrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+    except OSError:
+        return None
+    if raw.get("model_type") != CSGConfig.model_type:
+        return None
+    return CSGConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+
+
+_AGREEMENT = (("input_size", "in_chans/image_size"), ("mean", "image_mean"), ("std", "image_std"),
+              ("interpolation", "interpolation"), ("crop_pct", "crop_pct"), ("crop_mode", "crop_mode"))  # fmt: skip
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
+                and all(_same(x, y) for x, y in zip(a, b)))  # fmt: skip
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)), abs(float(b)))
+    return a == b
+
+
+def _check_agrees(processor: dict, data_config: dict, source) -> None:
+    defaults = CSGImageProcessor.__init__.__defaults__
+    names = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
+    fallback = dict(zip(names, defaults))  # a field left out of the file takes the processor's default
+    diffs = [
+        f"{key} {processor.get(key, fallback[key])} vs {field} {list(data_config[key]) if isinstance(data_config[key], tuple) else data_config[key]}"
+        for key, field in _AGREEMENT
+        if not _same(processor.get(key, fallback[key]), data_config[key])
+    ]
+    if diffs:
+        raise ValueError(
+            f"preprocessor_config.json of {source} disagrees with its config.json ({'; '.join(diffs)}): the "
+            "pipeline would feed the model other pixels than eval.py and training. config.json is the source of "
+            "truth: delete preprocessor_config.json (it is rebuilt from config.json) or save the model again."
+        )
 
 
 def _image_list(images) -> list:
@@ -125,9 +185,11 @@ def _to_pil(image):
         return image
     if isinstance(image, torch.Tensor):
         image = image.cpu().numpy()
+    if image.dtype == np.uint16:  # 16-bit: scaled to 8 bits as `to_mode` scales a 16-bit PIL image
+        image = np.round(image.astype(np.float64) / 257.0).clip(0, 255).astype(np.uint8)
     if image.dtype != np.uint8:
         raise ValueError(
-            f"CSGImageProcessor takes uint8 arrays (0..255) or PIL images, got a {image.dtype} array: "
+            f"CSGImageProcessor takes uint8 or uint16 arrays or PIL images, got a {image.dtype} array: "
             "convert float images with (x * 255).round().astype('uint8') first."
         )
     if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):

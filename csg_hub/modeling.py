@@ -134,7 +134,9 @@ class CSGPreTrainedModel(PreTrainedModel):
 
         Raises `CheckpointError` instead of returning a silently wrong model when the checkpoint lacks tensors
         the config needs, holds tensors it does not (another architecture or CSG setting), holds them with
-        other shapes or kinds (integer for float), or fails its integrity checks (see `csg_hub.integrity`).
+        other shapes or kinds (integer for float), or fails its integrity checks (see `csg_hub.integrity`); also
+        when an int8 scale is not a finite positive number, or a checkpoint without a recorded CRC-32 holds NaN
+        or inf (`allow_nonfinite=True` loads that one on purpose).
         Opt-ins for a different head: `ignore_mismatched_sizes=True` re-initialises tensors of another shape
         (a classifier for other labels), `strict=False` also drops tensors the model has no place for.
         """

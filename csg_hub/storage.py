@@ -63,10 +63,12 @@ def encode(tensors: dict[str, torch.Tensor], keys: list[str], dtype: str) -> dic
 
 
 def decode(tensors: dict[str, torch.Tensor], keys: list[str], dtype: str, source: str = "checkpoint") -> dict:
-    """The float32 state dict that `encode` stored. A stored tensor of another dtype, or an int8 tensor
-    without its scale (or with a scale of the wrong shape), raises a ValueError naming it."""
+    """The float32 state dict that `encode` stored. A stored tensor of another dtype, an int8 tensor without
+    its scale (or with a scale of the wrong shape), or a scale that is not a finite positive number (NaN, inf,
+    zero or negative: `encode` never writes one, and each would load as NaN or silently wrong weights) raises
+    a ValueError naming the tensor."""
     out = dict(tensors)
-    wrong, unscaled = [], []
+    wrong, unscaled, bad_scales = [], [], []
     for key in keys:
         if key not in tensors:
             continue  # left to the loader's missing-tensor check
@@ -79,9 +81,21 @@ def decode(tensors: dict[str, torch.Tensor], keys: list[str], dtype: str, source
             if scale is None or scale.dtype != torch.float32 or scale.shape != (tensor.shape[0],):
                 unscaled.append(key)
                 continue
+            bad = ~(torch.isfinite(scale) & (scale > 0))
+            if bad.any():
+                row = int(bad.nonzero()[0, 0])
+                bad_scales.append(f"{key + SCALE_SUFFIX} ({int(bad.sum())} of {scale.numel()} rows, e.g. row {row}: "
+                                  f"{float(scale[row]):.6g})")
+                continue
             out[key] = (tensor.float().reshape(tensor.shape[0], -1) * scale[:, None]).reshape(tensor.shape)
         else:
             out[key] = tensor.float()
+    if bad_scales:
+        raise ValueError(
+            f"{source} holds {len(bad_scales)} {dtype} scale tensor(s) with values that are not finite positive "
+            f"numbers (NaN, inf, zero or negative; they would decode to NaN or wrong weights): {bad_scales[:3]}. "
+            "The file is corrupt or was not written by csg-hub; save or download it again."
+        )
     if wrong or unscaled:
         problems = ([f"{len(wrong)} tensor(s) not stored as {dtype}: {wrong[:3]}"] if wrong else []) + (
             [f"{len(unscaled)} int8 tensor(s) without a valid float32 per-row scale: {unscaled[:3]}"]

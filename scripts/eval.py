@@ -18,6 +18,16 @@ import json
 from pathlib import Path
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of samples, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (omit --limit to evaluate the whole split), got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="Hub repo id or local folder")
@@ -28,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--revision", default=None, help="model revision (branch or commit sha)")
     p.add_argument("--dataset-revision", default=None)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N samples (N >= 1)")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--output", default=None, help="write the results JSON here (also printed)")
     p.add_argument("--update-card", action="store_true", help="record top-1 in the model card's model-index")
@@ -45,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     from csg_hub.hub import card_result_splits, load_classifier, model_label_names, update_card_accuracy
 
     if args.update_card:
-        if args.limit:
+        if args.limit is not None:
             raise SystemExit("--update-card records the accuracy of a whole split: drop --limit.")
         recorded = card_result_splits(args.model)
         if recorded and args.split not in recorded:

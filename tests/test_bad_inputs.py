@@ -7,6 +7,8 @@ message. README "Reliability" lists the families and their counts.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import socket
@@ -25,12 +27,16 @@ from huggingface_hub.errors import (
     StrictDataclassClassValidationError,
     StrictDataclassFieldValidationError,
 )
+from PIL import Image
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 import csg_hub
 from csg_hub import vae as weight_vae
-from csg_hub.data import classification_loader
+from csg_hub.data import classification_loader, image_transform, load_image_dataset, to_mode
+from csg_hub.evaluation import pipeline_predictions
+from csg_hub.hub import model_card
+from csg_hub.integrity import write_safetensors
 from csg_hub.testing.hub_server import HubServer
 from csg_hub.training import TrainingArguments, paper_optimizer, warmup_cosine
 from csg_hub.training.checkpoints import load_checkpoint as _load_checkpoint
@@ -54,6 +60,8 @@ def material(tmp_path_factory, hub_server):
     torch.manual_seed(0)
     model = csg_hub.CSGForImageClassification(make_config()).eval()
     model.save_pretrained(root / "model")
+    int8 = csg_hub.CSGForImageClassification(make_config(storage_dtype="int8")).eval()
+    int8.save_pretrained(root / "int8")
     artifact = weight_vae.compress(model, "csg", vae_config=TINY_VAE, training=FAST, progress=False)
     weight_vae.save_decoder(artifact.vae, root / "vae/decoder")
     weight_vae.save_latents(artifact, root / "vae/latents", {"path": "../decoder"})
@@ -533,12 +541,156 @@ SERVER_CASES = {
     "branch named like a commit sha": (_branch_named_like_sha, HfHubHTTPError, "looks like a commit sha"),
 }
 
+# --- values nobody used to check (issue 31, part 3) -----------------------------------------------
+
+
+def _without_binding(folder: Path) -> None:
+    # a folder whose weights were rewritten by another tool: its config.json records no weights CRC either
+    data = json.loads((folder / "config.json").read_text())
+    data.pop("weights_crc32", None)
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+def _int8_scale(value: float, with_crc: bool = True) -> Callable:
+    """An int8 checkpoint whose first stored tensor has `value` as the scale of its row 1; written with a
+    CRC-32 of the edited data (so the CRC vouches for the bytes, not for the values) or without one."""
+
+    def feed(material, tmp):
+        folder = _copy(material, "int8", tmp)
+        path = folder / "model.safetensors"
+        tensors = {k: v.clone() for k, v in load_file(path).items()}  # not the memory-mapped file being rewritten
+        key = min(k for k in tensors if k.endswith(".int8_scale"))
+        tensors[key][1] = value
+        if with_crc:
+            write_safetensors(path, tensors)
+        else:
+            save_file(tensors, path, metadata={"format": "pt"})
+        _without_binding(folder)
+        return _load(folder)
+
+    return feed
+
+
+def _nonfinite_float(value: float) -> Callable:
+    """A float32 checkpoint without a CRC-32 (another tool's save) holding `value` in the classifier bias."""
+
+    def feed(material, tmp):
+        folder = _copy(material, "model", tmp)
+        tensors = {k: v.clone() for k, v in load_file(folder / "model.safetensors").items()}
+        tensors["timm_model.fc.bias"][3] = value
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        _without_binding(folder)
+        return _load(folder)
+
+    return feed
+
+
+def _eval_limit(value: str) -> Callable:
+    """`eval.py --limit <value>`; argparse's message (printed to stderr) becomes the SystemExit's."""
+
+    def feed(material, tmp):
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            try:
+                return _eval_args(material, "--dataset", "x", "--limit", value)
+            except SystemExit as exit_:
+                raise SystemExit(stderr.getvalue()) from exit_
+
+    return feed
+
+
+def _dataset_limit(material, tmp):
+    _dataset([0, 1], class_label=True).save_to_disk(str(tmp / "data"))
+    return load_image_dataset(str(tmp / "data"), "train", limit=0)
+
+
+def _manifest_edit(edit: Callable[[dict], None]) -> Callable:
+    def feed(material, tmp):
+        folder = _vae_copy(material, tmp)
+        path = folder / "latents/manifest.json"
+        manifest = json.loads(path.read_text())
+        edit(manifest)
+        path.write_text(json.dumps(manifest))
+        return _pull(folder / "latents")
+
+    return feed
+
+
+def _drop_entry_field(key: str) -> Callable:
+    return _manifest_edit(lambda manifest: manifest["tensors"][0].pop(key))
+
+
+VALUE_CASES = {
+    "int8 scale NaN": (_int8_scale(float("nan")), ERR, r"not finite positive.*int8_scale.*row 1: nan"),
+    "int8 scale inf": (_int8_scale(float("inf")), ERR, r"not finite positive.*int8_scale.*row 1: inf"),
+    "int8 scale zero": (_int8_scale(0.0), ERR, r"not finite positive.*int8_scale.*row 1: 0\)"),
+    "int8 scale negative": (_int8_scale(-0.01), ERR, r"not finite positive.*int8_scale.*row 1: -0\.01"),
+    "int8 scale NaN, no CRC": (_int8_scale(float("nan"), with_crc=False), ERR, r"not finite positive.*int8_scale"),
+    "float checkpoint without CRC holding NaN": (_nonfinite_float(float("nan")), ERR,
+                                                 r"no CRC-32.*non-finite.*timm_model\.fc\.bias \(1 NaN, 0 inf\)"),
+    "float checkpoint without CRC holding inf": (_nonfinite_float(float("-inf")), ERR,
+                                                 r"no CRC-32.*timm_model\.fc\.bias \(0 NaN, 1 inf\).*allow_nonfinite"),
+    "eval --limit 0": (_eval_limit("0"), SystemExit, r"--limit: must be at least 1.*got 0"),
+    "eval --limit negative": (_eval_limit("-5"), SystemExit, r"--limit: must be at least 1.*got -5"),
+    "eval --limit not a number": (_eval_limit("all"), SystemExit, r"--limit: expected a positive whole number.*'all'"),
+    "dataset limit 0": (_dataset_limit, ValueError, "limit must be a positive number of rows.*got 0"),
+    "manifest entry without offset": (_drop_entry_field("offset"), ERR,
+                                      r"manifest\.json of the latents at .* Manifest entry 0 .*lacks.*\['offset'\]"),
+    "manifest entry without numel": (_drop_entry_field("numel"), ERR, r"Manifest entry 0 .*lacks.*\['numel'\]"),
+    "manifest entry without shape": (_drop_entry_field("shape"), ERR, r"Manifest entry 0 .*lacks.*\['shape'\]"),
+    "manifest entry without name": (_drop_entry_field("name"), ERR, r"Manifest entry 0 \(None\) lacks.*\['name'\]"),
+    "manifest entry without dtype": (_drop_entry_field("dtype"), ERR, r"Manifest entry 0 .*lacks.*\['dtype'\]"),
+    "manifest offset as text": (_manifest_edit(lambda m: m["tensors"][0].update(offset="0")), ERR,
+                                r"Manifest entry 0 .*'offset' must be a non-negative integer, got '0'"),
+    "manifest without chunk_size": (_manifest_edit(lambda m: m.pop("chunk_size")), ERR,
+                                    r"manifest lacks its 'chunk_size' field"),
+    "manifest tensors not a list": (_manifest_edit(lambda m: m.update(tensors={})), ERR,
+                                    r"'tensors' must be a list of entries, got dict"),
+}  # fmt: skip
+
+
+# --- one source of truth (issue 31, part 4) -------------------------------------------------------
+
+
+def _processor_edit(source: str = "auto", **changes) -> Callable:
+    """A model folder whose preprocessor_config.json says `changes` while its config.json says otherwise,
+    loaded by AutoImageProcessor or by the image-classification pipeline."""
+
+    def feed(material, tmp):
+        folder = _copy(material, "model", tmp)
+        _edit_json(folder / "preprocessor_config.json", **changes)
+        if source == "pipeline":
+            return pipeline("image-classification", model=str(folder))
+        return AutoImageProcessor.from_pretrained(folder)
+
+    return feed
+
+
+_DISAGREES = r"preprocessor_config\.json of .* disagrees with its config\.json"
+SOURCE_CASES = {
+    "processor file with another mean": (_processor_edit(mean=[0.75]), ValueError,
+                                         _DISAGREES + r".*mean \[0\.75\] vs image_mean \[0\.5\]"),
+    "processor file with another std": (_processor_edit(std=[0.25]), ValueError,
+                                        _DISAGREES + r".*std \[0\.25\] vs image_std"),
+    "processor file with another size": (_processor_edit(input_size=[1, 64, 64]), ValueError,
+                                         _DISAGREES + r".*input_size \[1, 64, 64\] vs in_chans/image_size \[1, 32, 32\]"),
+    "processor file with other channels": (_processor_edit(input_size=[3, 32, 32], mean=[0.5] * 3, std=[0.5] * 3),
+                                           ValueError, _DISAGREES + r".*input_size \[3, 32, 32\] vs"),
+    "processor file with another interpolation": (_processor_edit(interpolation="bicubic"), ValueError,
+                                                  _DISAGREES + r".*interpolation bicubic vs interpolation bilinear"),
+    "pipeline on a processor file with another mean": (_processor_edit("pipeline", mean=[0.75]), ValueError,
+                                                       _DISAGREES + r".*mean \[0\.75\]"),
+}  # fmt: skip
+
+
 MATRIX = {
     "config": CONFIG_CASES,
     "loading": LOADING_CASES,
     "hub": HUB_CASES,
     "weight-vae": VAE_CASES,
     "data": DATA_CASES,
+    "values": VALUE_CASES,
+    "one source": SOURCE_CASES,
     "server": SERVER_CASES,
 }
 # the cases that are Hub-protocol round trips (the test server, pushes and downloads) are in the slow tier
@@ -557,7 +709,7 @@ def test_bad_input_gets_a_clear_error(material, tmp_path, family, name):
 
 
 def test_matrix_size():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 60
 
 
 # --- the right result where the input is fine -----------------------------------------------------
@@ -601,3 +753,78 @@ def test_strict_false_drops_extra_tensors_on_purpose(material, tmp_path):
     _edit_json(folder / "config.json", architecture="resnet18")
     model = csg_hub.CSGForImageClassification.from_pretrained(folder, strict=False)
     assert model.config.architecture == "resnet18"
+
+
+# --- values checked, one source of truth: the right result where the input is fine (issue 31) -------
+
+
+def test_allow_nonfinite_loads_a_checkpoint_without_crc_on_purpose(material, tmp_path):
+    folder = _copy(material, "model", tmp_path)
+    tensors = {k: v.clone() for k, v in load_file(folder / "model.safetensors").items()}
+    tensors["timm_model.fc.bias"][3] = float("nan")
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    _without_binding(folder)
+    model = AutoModelForImageClassification.from_pretrained(folder, allow_nonfinite=True)
+    assert torch.isnan(model.timm_model.fc.bias[3]) and not hasattr(model.config, "allow_nonfinite")
+    # the same values written by csg-hub (with their CRC-32) are the model as saved: they load without the opt-in
+    write_safetensors(folder / "model.safetensors", tensors)
+    assert torch.isnan(_load(folder).timm_model.fc.bias[3])
+
+
+def test_int8_checkpoint_with_valid_scales_loads(material):
+    loaded = _load(material["root"] / "int8")
+    assert loaded.config.storage_dtype == "int8"
+    assert all(torch.isfinite(p).all() for p in loaded.parameters())
+
+
+def test_eval_limit_of_one_takes_one_row(material, tmp_path):
+    _dataset([0, 1, 2], class_label=True).save_to_disk(str(tmp_path / "data"))
+    assert len(load_image_dataset(str(tmp_path / "data"), "train", limit=1)) == 1
+    assert len(load_image_dataset(str(tmp_path / "data"), "train", limit=None)) == 3
+
+
+def test_a_matching_processor_file_loads(material):
+    processor = AutoImageProcessor.from_pretrained(material["root"] / "model")
+    assert processor.data_config == material["model"].config.data_config
+
+
+def _sixteen_bit(seed: int = 0) -> Image.Image:
+    values = np.random.default_rng(seed).integers(0, 65536, (28, 28)).astype(np.uint16)
+    image = Image.fromarray(values)
+    assert image.mode.startswith("I;16")
+    return image
+
+
+@pytest.mark.slow
+def test_16_bit_image_gives_the_same_pixels_and_prediction_in_pipeline_and_eval(material):
+    """eval.py (the dataset loader, `to_mode`) scales 16-bit greyscale to 8 bits; the pipeline's `load_image`
+    would clip it at 255 (white) before the processor runs, so `pipeline_predictions` (eval.py --pipeline)
+    hands it the scaled image, and the processor scales uint16 arrays the same way."""
+    folder = str(material["root"] / "model")
+    images = [_sixteen_bit(seed) for seed in range(4)]
+    config = material["model"].config
+    dataset = _dataset([0] * len(images), images)
+    assert dataset[0]["image"].mode.startswith("I;16")  # datasets keeps the 16 bits
+    batches = list(classification_loader(dataset, config.data_config, len(images), num_classes=10))
+    eval_pixels = batches[0][0]
+    assert torch.equal(eval_pixels[0], image_transform(config.data_config)(images[0]))
+    classifier = pipeline("image-classification", model=folder)
+    for i, image in enumerate(images):
+        for given in (to_mode(image, "L"), np.asarray(image)):  # what pipeline_predictions hands over; an array
+            assert torch.equal(classifier.preprocess(given)["pixel_values"][0], eval_pixels[i])
+        assert not torch.equal(classifier.preprocess(image)["pixel_values"][0], eval_pixels[i])  # load_image clips
+    with torch.no_grad():
+        expected = material["model"](pixel_values=eval_pixels).logits.argmax(-1).tolist()
+    assert pipeline_predictions(folder, images, batch_size=2, progress=False) == expected
+
+
+def test_card_tags_hold(material, tmp_path):
+    """A CSG card is not tagged `timm` (timm's `hf-hub:` loader cannot build a CSG repo); it says so and points
+    at the dense export, whose card keeps the tag."""
+    from csg_hub.hub.timm_export import TimmExport
+
+    card = model_card(material["model"], "csg-bad/tags")
+    assert "timm" not in card.data.tags and {"csg", "csg-hub", "resnet18"} <= set(card.data.tags)
+    assert "push_timm" in card.text and 'timm.create_model("hf-hub:csg-bad/tags")` cannot build it' in card.text
+    TimmExport(material["model"])._save_pretrained(tmp_path, "csg-bad/tags-timm")
+    assert "- timm\n" in (tmp_path / "README.md").read_text()

@@ -102,7 +102,9 @@ def model_card(
         library_name="transformers",
         license=license,
         pipeline_tag="image-classification",
-        tags=sorted({"image-classification", "csg", "csg-hub", "timm", config.architecture, *(tags or [])}),
+        # no "timm" tag: timm.create_model("hf-hub:...") cannot build a CSG repo (the dense export of
+        # `push_timm` carries it)
+        tags=sorted({"image-classification", "csg", "csg-hub", config.architecture, *(tags or [])} - {"timm"}),
         datasets=sorted({r.dataset_type for r in results}) or None,
         base_model=base_model,
         model_name=repo_id.split("/")[-1],

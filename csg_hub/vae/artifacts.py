@@ -238,7 +238,10 @@ def load_latents(repo_or_dir: str | os.PathLike, revision: str | None = None) ->
     config = _read_json(folder, "config.json", "latents")
     _check_format(config, LATENTS_FORMAT, folder)
     manifest = _read_json(folder, "manifest.json", "latents")
-    validate_manifest(manifest)
+    try:
+        validate_manifest(manifest)
+    except ValueError as err:
+        raise CheckpointError(f"manifest.json of the latents at {folder} is malformed: {err}") from err
     model_config = _read_json(folder, "model_config.json", "latents")
     vae = _decoder_for(config["decoder"], folder, Path(repo_or_dir).is_dir())
     if vae.config.to_dict() != config["vae_config"]:

@@ -112,13 +112,56 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_MANIFEST_COUNTS = ("chunk_size", "num_chunks", "numel", "padding")
+_ENTRY_FIELDS = ("name", "shape", "dtype", "offset", "numel")
+
+
+def _field_problem(manifest: Any) -> str | None:
+    # every field the loader reads, present and of its type, so that a hand-edited manifest fails naming the
+    # field (not with a KeyError or TypeError from deep inside); None when all are there
+    if not isinstance(manifest, dict):
+        return f"A manifest is a JSON object, got {type(manifest).__name__}."
+    for key in _MANIFEST_COUNTS:
+        if key not in manifest:
+            return f"The manifest lacks its {key!r} field."
+        if not _is_count(manifest[key]) or (key == "chunk_size" and manifest[key] < 1):
+            return f"The manifest's {key!r} must be a {'positive' if key == 'chunk_size' else 'non-negative'} " \
+                f"integer, got {manifest[key]!r}."
+    tensors = manifest.get("tensors")
+    if not isinstance(tensors, list):
+        return f"The manifest's 'tensors' must be a list of entries, got {type(tensors).__name__}."
+    for i, entry in enumerate(tensors):
+        if not isinstance(entry, dict):
+            return f"Manifest entry {i} is not an object (got {type(entry).__name__})."
+        label = f"Manifest entry {i} ({entry.get('name')!r})"
+        missing = [key for key in _ENTRY_FIELDS if key not in entry]
+        if missing:
+            return f"{label} lacks the field(s) {missing}; every entry needs {list(_ENTRY_FIELDS)}."
+        if not isinstance(entry["name"], str) or not isinstance(entry["dtype"], str):
+            return f"{label}: 'name' and 'dtype' must be strings."
+        if not isinstance(entry["shape"], list) or not all(_is_count(d) for d in entry["shape"]):
+            return f"{label}: 'shape' must be a list of non-negative integers, got {entry['shape']!r}."
+        for key in ("offset", "numel"):
+            if not _is_count(entry[key]):
+                return f"{label}: {key!r} must be a non-negative integer, got {entry[key]!r}."
+    return None
+
+
 def validate_manifest(manifest: dict[str, Any]) -> None:
-    """Raise ValueError unless `manifest` is a consistent chunk manifest (offsets, sizes, padding)."""
-    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
+    """Raise ValueError unless `manifest` is a consistent chunk manifest: every field present and of its type
+    (the error names the entry and the field), offsets, sizes, padding."""
+    found = (manifest.get("format"), manifest.get("version")) if isinstance(manifest, dict) else (None, None)
+    if found != (MANIFEST_FORMAT, MANIFEST_VERSION):
         raise ValueError(
-            f"Not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest "
-            f"(format {manifest.get('format')!r}, version {manifest.get('version')!r})."
+            f"Not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} manifest (format {found[0]!r}, version {found[1]!r})."
         )
+    problem = _field_problem(manifest)
+    if problem:
+        raise ValueError(problem)
     offset = 0
     for entry in manifest["tensors"]:
         if entry["offset"] != offset or entry["numel"] != math.prod(entry["shape"]):
