@@ -8,6 +8,7 @@ checkpoint that would otherwise load as a silently wrong model.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers.utils import cached_file
 
+from .atomic_write import atomic_folder, recover
 from .configuration import CSGConfig
 from .errors import CheckpointError
 from .image_processing import CSGImageProcessor
@@ -27,6 +29,9 @@ from .storage import decode, encode, stored_keys
 from .timm_utils import classifier_names
 
 WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+# config.json's record of the CRC-32 of the weights saved with it
+BINDING_KEY = "weights_crc32"
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
 # transformers' save_pretrained arguments that do not apply to a small single-file checkpoint
 _IGNORED_SAVE_KWARGS = ("max_shard_size", "save_peft_format", "save_original_format", "distributed_checkpoint")
@@ -55,20 +60,28 @@ def save_checkpoint(
     folder = Path(save_directory)
     if folder.is_file():
         raise ValueError(f"save_pretrained needs a folder, but {folder} is a file.")
-    folder.mkdir(parents=True, exist_ok=True)
     config = model.config
     # what transformers' save_pretrained records, so that Auto classes and pipelines pick the right class
     config.architectures = [type(model).__name__]
     config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    config.save_pretrained(folder)
     tensors = {k: v.detach() for k, v in (state_dict if state_dict is not None else model.state_dict()).items()}
     if config.storage_dtype != "float32":
         keys = [k for k in stored_keys(model, config.storage_scope) if k in tensors]
         tensors = encode(tensors, keys, config.storage_dtype)
-    write_safetensors(folder / WEIGHTS_NAME, tensors)
-    CSGImageProcessor.from_config(config).save_pretrained(folder)
+    # the whole set lands at once (a kill or a full disk leaves the old folder), and config.json names the weights
+    # it belongs to, so that no older writer's mix can load either
+    with atomic_folder(folder, carry=_carried) as tmp:
+        digest = write_safetensors(tmp / WEIGHTS_NAME, tensors)
+        bound = {**json.loads(config.to_json_string()), BINDING_KEY: digest}
+        (tmp / CONFIG_NAME).write_text(json.dumps(bound, indent=2, sort_keys=True) + "\n")
+        CSGImageProcessor.from_config(config).save_pretrained(tmp)
     if push_to_hub:
         model.push_to_hub(repo_id or folder.name, token=token)
+
+
+def _carried(name: str) -> bool:
+    # what an earlier save of another model left in the folder: weights of other shapes or formats
+    return not (name.startswith(("model-", "pytorch_model")) or name == "model.safetensors.index.json")
 
 
 def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path, *args, **kwargs):
@@ -80,12 +93,15 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
     allow_nonfinite = kwargs.pop("allow_nonfinite", False)
     kwargs.setdefault("use_safetensors", True)
     source = str(pretrained_model_name_or_path)
+    if not os.path.exists(source):
+        recover(source)  # a folder swap a kill interrupted (where renames cannot exchange): put the old one back
     header, path = _verified_header(pretrained_model_name_or_path, kwargs)
     config = kwargs.get("config")
     if not isinstance(config, CSGConfig) and path is not None:
         config = cls.config_class.from_pretrained(
             pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         )
+        check_binding(config, header, source)
     stored: set[str] = set()
     load_from = pretrained_model_name_or_path
     reduced = isinstance(config, CSGConfig) and config.storage_dtype != "float32"
@@ -120,7 +136,21 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
     if header is not None:
         check_kinds(model, {k: v for k, v in header.items() if k not in stored}, source)
     realign(model)
+    # the binding describes the files, not the model in memory (which may be trained and saved again)
+    model.config.__dict__.pop(BINDING_KEY, None)
     return (model, info) if want_info else model
+
+
+def check_binding(config: CSGConfig, header: dict | None, source: str) -> None:
+    """Refuse a folder whose config.json records the CRC of other weights than its model.safetensors holds: a
+    mix of two saves (csg-hub writes folders in one step; an interrupted copy or another writer does not)."""
+    expected = getattr(config, BINDING_KEY, None)
+    recorded = ((header or {}).get("__metadata__") or {}).get(DIGEST_KEY)
+    if expected is not None and expected != recorded:
+        raise CheckpointError(
+            f"{source}: config.json belongs to weights with CRC-32 {expected}, but model.safetensors holds weights "
+            f"with {recorded or 'no recorded CRC'}: the folder mixes two saves. Save or download it again."
+        )
 
 
 def _verified_header(pretrained_model_name_or_path, kwargs: dict) -> tuple[dict | None, str | None]:

@@ -142,11 +142,18 @@ def write_safetensors(
         crc = zlib.crc32(piece, crc)
     digest = f"{crc:08x}"
     header, _ = _layout(specs, _metadata(metadata, digest))
-    with Path(path).open("wb") as f:
-        f.write(len(header).to_bytes(8, "little"))
-        f.write(header)
-        for piece in pieces:
-            f.write(piece)
+    # a new file renamed over the old one: tensors loaded from the old file may still be memory-mapped from it
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(len(header).to_bytes(8, "little"))
+            f.write(header)
+            for piece in pieces:
+                f.write(piece)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return digest
 
 
@@ -158,14 +165,7 @@ def add_digest(path: str | os.PathLike) -> str:
     path = Path(path)
     metadata = dict(read_header(path)[1].get("__metadata__") or {})
     metadata.pop(DIGEST_KEY, None)
-    tensors = load_file(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        digest = write_safetensors(tmp, tensors, metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
+    return write_safetensors(path, load_file(path), metadata)
 
 
 def recorded_digest(path: str | os.PathLike) -> str | None:

@@ -16,6 +16,7 @@ from transformers import Trainer
 from transformers.trainer_utils import HubStrategy
 from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME, PushInProgress, hf_api
 
+from .atomic_write import write_file_atomic
 from .hub.cards import model_card
 from .hub.model_repo import carried_card_fields
 from .integrity import recorded_digest
@@ -50,7 +51,7 @@ class CSGTrainer(Trainer):
 
     def _args_as_json(self, folder: Path) -> None:
         (folder / PICKLED_ARGS).unlink(missing_ok=True)
-        (folder / ARGS_JSON).write_text(self.args.to_json_string())
+        write_file_atomic(folder / ARGS_JSON, self.args.to_json_string())
 
     def create_model_card(
         self,
@@ -92,7 +93,7 @@ class CSGTrainer(Trainer):
             tags=[tags] if isinstance(tags, str) else tags,
             **fields,
         )
-        card.save(output_dir / "README.md")
+        write_file_atomic(output_dir / "README.md", str(card))
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # transformers' version writes the pickled arguments into the uploaded folder: the same push,

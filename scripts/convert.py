@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
     import csg_hub
+    from csg_hub.atomic_write import atomic_folder, write_file_atomic
     from csg_hub.conversion import load_dense
     from csg_hub.data import classification_loader, image_label_columns, label_mapping, load_image_dataset
     from csg_hub.evaluation import evaluate
@@ -135,20 +136,24 @@ def main(argv: list[str] | None = None) -> dict:
         return {"final": final, "history": history}
 
     model_dir = output_dir / "model"
-    model.save_pretrained(model_dir)
-    stored = csg_hub.CSGForImageClassification.from_pretrained(model_dir)
-    final_stored = evaluate(stored, eval_loader, progress=False) if args.storage_dtype != "float32" else None
-    top1 = (final_stored or final)["top1"]
-    write_card(
-        stored,
-        model_dir,
-        args.push_to_hub or f"csg-hub/{output_dir.name}",
-        results=[csg_hub.accuracy_result(top1, args.dataset, split=args.eval_split, num_samples=final["num_samples"])],
-        training_command=command,
-        dense_baseline=parent_metrics["top1"],
-        base_model=parent_name,
-        tags=[Path(args.dataset).name, "distillation"],
-    )
+    # weights, card and processor land together: a kill leaves the previous model folder, whole
+    with atomic_folder(model_dir) as tmp:
+        model.save_pretrained(tmp)
+        stored = csg_hub.CSGForImageClassification.from_pretrained(tmp)
+        final_stored = evaluate(stored, eval_loader, progress=False) if args.storage_dtype != "float32" else None
+        top1 = (final_stored or final)["top1"]
+        write_card(
+            stored,
+            tmp,
+            args.push_to_hub or f"csg-hub/{output_dir.name}",
+            results=[
+                csg_hub.accuracy_result(top1, args.dataset, split=args.eval_split, num_samples=final["num_samples"])
+            ],
+            training_command=command,
+            dense_baseline=parent_metrics["top1"],
+            base_model=parent_name,
+            tags=[Path(args.dataset).name, "distillation"],
+        )
     metrics = {
         "command": command,
         "parent": args.parent,
@@ -170,12 +175,13 @@ def main(argv: list[str] | None = None) -> dict:
         "history": history,
         "wall_seconds": time.perf_counter() - start,
     }
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_file_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, default=str))
     print(
         f"final {args.eval_split} top-1 {top1:.2f}% (parent {parent_metrics['top1']:.2f}%; {output_dir / 'metrics.json'})"
     )
     if args.push_to_hub:
-        commit = stored.push_to_hub(args.push_to_hub)
+        # loaded from the folder it now lives in, whose card the push carries over
+        commit = csg_hub.CSGForImageClassification.from_pretrained(model_dir).push_to_hub(args.push_to_hub)
         print(f"pushed {args.push_to_hub}@{commit.oid}")
     return metrics
 

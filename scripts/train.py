@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
     import csg_hub
+    from csg_hub.atomic_write import atomic_folder, write_file_atomic
     from csg_hub.data import (
         PreloadedLoader,
         classification_loader,
@@ -132,19 +133,15 @@ def main(argv: list[str] | None = None) -> dict:
     model_dir = output_dir / "model"
     final_stored = None
     if args.csg:
-        model.save_pretrained(model_dir)
-        if args.storage_dtype != "float32":
-            # the card describes the stored (rounded) weights: measure them, not the float32 ones trained
-            stored = csg_hub.CSGForImageClassification.from_pretrained(model_dir)
-            final_stored = evaluate(stored, eval_loader)
-    results = [
-        csg_hub.accuracy_result(
-            (final_stored if final_stored else final)["top1"], args.dataset, split=args.eval_split,
-            num_samples=final["num_samples"],
-        )
-    ]  # fmt: skip
-    if args.csg:
-        write_card(model, model_dir, args.push_to_hub or f"csg-hub/{output_dir.name}", results=results,
+        # weights, card and processor land together: a kill leaves the previous model folder, whole
+        with atomic_folder(model_dir) as tmp:
+            model.save_pretrained(tmp)
+            if args.storage_dtype != "float32":
+                # the card describes the stored (rounded) weights: measure them, not the float32 ones trained
+                final_stored = evaluate(csg_hub.CSGForImageClassification.from_pretrained(tmp), eval_loader)
+            results = [csg_hub.accuracy_result((final_stored or final)["top1"], args.dataset, split=args.eval_split,
+                                               num_samples=final["num_samples"])]  # fmt: skip
+            write_card(model, tmp, args.push_to_hub or f"csg-hub/{output_dir.name}", results=results,
                        training_command=command, dense_baseline=dense_baseline, tags=[Path(args.dataset).name])  # fmt: skip
     else:
         csg_hub.save_timm(model, model_dir, label_names=label_names, data_config=data_config)
@@ -166,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
         "history": history,
         "wall_seconds": time.perf_counter() - start,
     }
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_file_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, default=str))
     print(f"final {args.eval_split} top-1 {final['top1']:.2f}% ({output_dir / 'metrics.json'})")
 
     if args.push_to_hub:

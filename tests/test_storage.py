@@ -11,6 +11,7 @@ import torch
 from helpers import ARCHITECTURES, make_config
 
 import csg_hub
+from csg_hub.integrity import write_safetensors
 from csg_hub.storage import SCALE_SUFFIX, decode, encode, stored_keys
 
 
@@ -73,9 +74,13 @@ def test_int8_checkpoint_is_smaller(tmp_path):
 
 
 def _rewrite(path, change) -> None:
+    """Change the stored tensors as a careful editor would: a consistent file, and config.json bound to it (so that
+    what is tested is the storage checks, not the folder binding)."""
     tensors = safetensors.torch.load_file(path)
     change(tensors)
-    safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
+    crc = write_safetensors(path, tensors)
+    config = path.parent / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "weights_crc32": crc}))
 
 
 @pytest.mark.parametrize(

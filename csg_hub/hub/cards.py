@@ -8,6 +8,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..atomic_write import write_file_atomic
 from ..report import inference_macs, parameter_report
 from ..storage import storage_sizes
 
@@ -221,7 +222,7 @@ def update_card_accuracy(
     data.datasets = sorted({*(data.datasets or []), dataset_id})
     card.data = data
     if local.is_dir():
-        card.save(readme)
+        write_file_atomic(readme, str(card))
     else:
         # a commit sha cannot take a commit: record the result on the default branch then
         branch = None if revision is None or len(revision) == 40 else revision

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitInfo, EvalResult
 
+from ..atomic_write import atomic_folder, write_file_atomic
 from ..integrity import recorded_digest
 from .cards import card_fields, existing_card, model_card
 from .hub_mixin import push_to_hub
@@ -33,18 +35,22 @@ class CSGModelRepo:
         def complete(digest: str | None) -> dict[str, Any]:
             return carried_card_fields(self.model, repo_id, digest, token=self.token, **self.card)
 
+        # a fresh temporary folder: nothing to swap
         save_with_card(self.model, save_directory, repo_id, include_code=self.include_code, tags=self.tags,
-                       complete=complete)  # fmt: skip
+                       complete=complete, atomic=False)  # fmt: skip
 
 
-def save_with_card(model, folder: str | Path, repo_id: str, *, include_code: bool = False, **card: Any) -> Path:
-    """Save `model` into `folder` (with its modeling code when `include_code`) and write its card (`write_card`)."""
+def save_with_card(model, folder: str | Path, repo_id: str, *, include_code: bool = False, atomic: bool = True,
+                   **card: Any) -> Path:  # fmt: skip
+    """Save `model` into `folder` (with its modeling code when `include_code`) and write its card (`write_card`),
+    all in one step (`atomic_folder`) unless `atomic=False`."""
     folder = Path(folder)
-    if include_code:
-        save_with_code(model, folder)
-    else:
-        model.save_pretrained(folder)
-    write_card(model, folder, repo_id, remote_code=include_code, **card)
+    with atomic_folder(folder) if atomic else contextlib.nullcontext(folder) as into:
+        if include_code:
+            save_with_code(model, into)
+        else:
+            model.save_pretrained(into)
+        write_card(model, into, repo_id, remote_code=include_code, **card)
     return folder
 
 
@@ -57,7 +63,8 @@ def write_card(model, folder: str | Path, repo_id: str, *, complete=None, **card
     digest = recorded_digest(weights)
     fixed = {k: card.pop(k) for k in ("remote_code", "tags") if k in card}
     fields = complete(digest) if complete is not None else {**card, "weights_digest": digest}
-    model_card(model, repo_id, checkpoint_bytes=weights.stat().st_size, **fixed, **fields).save(folder / "README.md")
+    card = model_card(model, repo_id, checkpoint_bytes=weights.stat().st_size, **fixed, **fields)
+    write_file_atomic(folder / "README.md", str(card))
 
 
 def push_model(

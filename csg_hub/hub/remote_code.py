@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from ..atomic_write import atomic_folder
 from .cards import card_template
 
 AUTO_MAP = {
@@ -66,12 +67,12 @@ def code_files(module_name: str) -> dict[str, str]:
 
 def save_with_code(model, folder: str | os.PathLike) -> None:
     """`save_pretrained` plus the modeling code and an `auto_map`, for `trust_remote_code=True` loading."""
-    folder = Path(folder)
-    model.save_pretrained(folder)
-    for file_name, source in code_files(type(model).__module__).items():
-        (folder / file_name).write_text(source, encoding="utf-8")
-    for name in ("config.json", "preprocessor_config.json"):
-        path = folder / name
-        content = json.loads(path.read_text())
-        content["auto_map"] = AUTO_MAP if name == "config.json" else {"AutoImageProcessor": AUTO_MAP["AutoImageProcessor"]}
-        path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp)
+        for file_name, source in code_files(type(model).__module__).items():
+            (tmp / file_name).write_text(source, encoding="utf-8")
+        for name in ("config.json", "preprocessor_config.json"):
+            path = tmp / name
+            content = json.loads(path.read_text())
+            content["auto_map"] = AUTO_MAP if name == "config.json" else {"AutoImageProcessor": AUTO_MAP["AutoImageProcessor"]}
+            path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")

@@ -10,6 +10,7 @@ from typing import Any
 
 from huggingface_hub import CommitInfo
 
+from ..atomic_write import atomic_folder
 from ..timm_utils import EXPORTED_CFG_KEYS, stem_names
 from .hub_mixin import push_to_hub
 
@@ -53,11 +54,10 @@ def save_timm(
         _grey_stem_to_rgb(model)
         data_config.update(input_size=(3, *data_config["input_size"][1:]), mean=tuple(data_config["mean"]) * 3,
                            std=tuple(data_config["std"]) * 3)  # fmt: skip
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     model_config = {"label_names": list(label_names)} if label_names else None
-    save_for_hf(model, folder, model_config=model_config, safe_serialization=True, data_config=data_config)
-    _fix_timm_config(folder / "config.json")
+    with atomic_folder(folder) as tmp:
+        save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, data_config=data_config)
+        _fix_timm_config(tmp / "config.json")
     return source
 
 

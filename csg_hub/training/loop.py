@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..evaluation import evaluate
-from .checkpoints import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from .checkpoints import CHECKPOINT_DIR, load_checkpoint, restore_random_states, save_checkpoint
 from .losses import classification_loss
 
 
@@ -88,8 +88,9 @@ def fit(
 ) -> list[dict[str, Any]]:
     """Train `model` (a transformers classifier or a plain timm model) and return per-epoch metrics.
 
-    With `output_dir`, a checkpoint (`model.safetensors`, optimizer and scheduler state) is written
-    after every epoch and `resume=True` continues from it. `loss_fn(model, pixel_values, labels, smoothing)`
+    With `output_dir`, a checkpoint (weights, optimizer, scheduler, every random state: `training.checkpoints`) is
+    written in one step after every epoch, and `resume=True` continues from it exactly as the uninterrupted run
+    would have. `loss_fn(model, pixel_values, labels, smoothing)`
     is the training loss (default: cross-entropy; `DistillationLoss(teacher)` for distillation).
     """
     from accelerate import Accelerator
@@ -106,8 +107,11 @@ def fit(
     if resume:
         if checkpoint is None:
             raise ValueError("resume=True needs the output_dir of the run to resume.")
-        start_epoch, history = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        start_epoch, history = load_checkpoint(checkpoint, model, optimizer, scheduler, loader=train_loader)
+    source_loader = train_loader  # its generators are the ones checkpoints record (prepare shares them)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if resume:
+        restore_random_states(checkpoint, source_loader)
     # each process now takes len(train_loader) of the steps; the scheduler counts them all (accelerate steps
     # it once per process), so its schedule is the same at any world size
     total = args.epochs * len(train_loader)
@@ -158,7 +162,8 @@ def fit(
             record.update({f"eval_{k}": v for k, v in metrics.items()})
         history.append(record)
         if checkpoint is not None and accelerator.is_main_process:
-            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, epoch + 1, history)
+            save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, epoch + 1, history,
+                            step=step, loader=source_loader)  # fmt: skip
         if on_epoch_end is not None and accelerator.is_main_process:
             on_epoch_end(record)
         accelerator.wait_for_everyone()

@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from ..atomic_write import atomic_folder
 from ..errors import CheckpointError
 from ..hub.hub_mixin import push_to_hub
 from ..integrity import file_sha256, verify_safetensors, write_safetensors
@@ -102,7 +103,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def save_decoder(vae: WeightVAE, folder: str | os.PathLike) -> Path:
     """Write `decoder.safetensors`, `config.json` and a card for `vae`'s decoder into `folder`."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(folder) as tmp:
+        _write_decoder(vae, tmp)
+    return folder
+
+
+def _write_decoder(vae: WeightVAE, folder: Path) -> None:
     write_safetensors(folder / "decoder.safetensors", vae.decoder_tensors())
     _write_json(
         folder / "config.json",
@@ -114,7 +120,6 @@ def save_decoder(vae: WeightVAE, folder: str | os.PathLike) -> Path:
         },
     )
     decoder_card(vae).save(folder / "README.md")
-    return folder
 
 
 def save_latents(
@@ -128,31 +133,32 @@ def save_latents(
     <weights digest>}` (what `push_latents` writes), or `{"path": ...}` (relative to `folder`) for a decoder
     folder saved there by `save_decoder`. `report` (from `compression_report`) fills the card."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     decoder = _pin(decoder, folder)
-    write_safetensors(folder / "latents.safetensors", artifact.latent_tensors())
-    write_safetensors(folder / "kept.safetensors", artifact.kept)
-    _write_json(folder / "manifest.json", _manifest_with_digests(artifact))
-    _write_json(folder / "model_config.json", artifact.model_config)
-    _write_json(
-        folder / "config.json",
-        {
-            "format": LATENTS_FORMAT,
-            "version": FORMAT_VERSION,
-            "decoder": decoder,
-            "vae_config": artifact.vae.config.to_dict(),
-            "latent_dtype": str(artifact.latents.dtype).removeprefix("torch."),
-            "model_kind": model_kind(artifact.model_config),
-        },
-    )
     report = report or compression_report(artifact, print_report=False)
-    latents_card(artifact, repo_id or folder.name, decoder, report).save(folder / "README.md")
+    with atomic_folder(folder) as tmp:
+        write_safetensors(tmp / "latents.safetensors", artifact.latent_tensors())
+        write_safetensors(tmp / "kept.safetensors", artifact.kept)
+        _write_json(tmp / "manifest.json", _manifest_with_digests(artifact))
+        _write_json(tmp / "model_config.json", artifact.model_config)
+        _write_json(
+            tmp / "config.json",
+            {
+                "format": LATENTS_FORMAT,
+                "version": FORMAT_VERSION,
+                "decoder": decoder,
+                "vae_config": artifact.vae.config.to_dict(),
+                "latent_dtype": str(artifact.latents.dtype).removeprefix("torch."),
+                "model_kind": model_kind(artifact.model_config),
+            },
+        )
+        latents_card(artifact, repo_id or folder.name, decoder, report).save(tmp / "README.md")
     return folder
 
 
 def _pin(decoder: dict[str, str], folder: Path) -> dict[str, str]:
     if "path" in decoder:
-        digest = decoder.get("sha256") or file_sha256(folder / decoder["path"] / "decoder.safetensors")
+        # resolved lexically: the latents folder may not exist yet ("../decoder" needs no "latents" to pass through)
+        digest = decoder.get("sha256") or file_sha256(Path(os.path.normpath(folder / decoder["path"])) / "decoder.safetensors")
         return {"path": decoder["path"], "sha256": digest}
     revision = str(decoder.get("revision"))
     if not _COMMIT_SHA.fullmatch(revision) or not decoder.get("sha256"):
