@@ -61,9 +61,9 @@ def save_checkpoint(
     if folder.is_file():
         raise ValueError(f"save_pretrained needs a folder, but {folder} is a file.")
     config = model.config
-    # what transformers' save_pretrained records, so that Auto classes and pipelines pick the right class
-    config.architectures = [type(model).__name__]
-    config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    # what transformers' save_pretrained records (so that Auto classes and pipelines pick the right class),
+    # written into the file only: saving (and pushing) leaves the model's config as it was
+    recorded = {"architectures": [type(model).__name__], "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
     tensors = {k: v.detach() for k, v in (state_dict if state_dict is not None else model.state_dict()).items()}
     if config.storage_dtype != "float32":
         keys = [k for k in stored_keys(model, config.storage_scope) if k in tensors]
@@ -72,7 +72,7 @@ def save_checkpoint(
     # it belongs to, so that no older writer's mix can load either
     with atomic_folder(folder, carry=_carried) as tmp:
         digest = write_safetensors(tmp / WEIGHTS_NAME, tensors)
-        bound = {**json.loads(config.to_json_string()), BINDING_KEY: digest}
+        bound = {**json.loads(config.to_json_string()), **recorded, BINDING_KEY: digest}
         (tmp / CONFIG_NAME).write_text(json.dumps(bound, indent=2, sort_keys=True) + "\n")
         CSGImageProcessor.from_config(config).save_pretrained(tmp)
     if push_to_hub:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -35,14 +36,34 @@ def param_category(module: nn.Module, module_name: str, param_name: str, heads: 
     return "other"
 
 
+_PER_CONFIG: dict[tuple[str, str, str], Any] = {}
+
+
+def per_config(model: nn.Module, what: str, compute):
+    """`compute()`, remembered per model class and config for CSG models, whose shapes (and so their parameter
+    counts, byte counts and MACs) follow from the config alone; computed every time for other models. The
+    caller gets its own copy."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) != "csg":
+        return compute()
+    key = (what, type(model).__qualname__, config.to_json_string())
+    if key not in _PER_CONFIG:
+        _PER_CONFIG[key] = compute()
+    return copy.deepcopy(_PER_CONFIG[key])
+
+
 def parameter_report(model: nn.Module) -> dict[str, Any]:
     """Count what `model` stores and what its dense (`to_timm()`) twin would hold.
 
     Accepts a `CSGModel`/`CSGForImageClassification`, a reparameterized timm model or a plain one.
     `stored_params` counts parameters; `stored_buffers` the persistent buffers (norm statistics)
     that a checkpoint also holds, so `stored_params + stored_buffers` is the number of values in
-    `model.safetensors`.
+    `model.safetensors`. A CSG model's report depends on its config alone and is remembered per config.
     """
+    return per_config(model, "parameter_report", lambda: _parameter_report(model))
+
+
+def _parameter_report(model: nn.Module) -> dict[str, Any]:
     net = getattr(model, "timm_model", model)
     pretrained_cfg = getattr(net, "pretrained_cfg", None) or {}
     heads = classifier_names(net)

@@ -12,7 +12,7 @@ from torch import nn
 
 from .configuration import STORAGE_DTYPES, STORAGE_SCOPES
 from .integrity import safetensors_size
-from .report import param_category
+from .report import param_category, per_config
 from .timm_utils import classifier_names
 
 SCALE_SUFFIX = ".int8_scale"
@@ -112,7 +112,12 @@ def decode(tensors: dict[str, torch.Tensor], keys: list[str], dtype: str, source
 def storage_sizes(model: nn.Module) -> dict[str, int]:
     """Bytes of `model.safetensors` for each storage setting (`"float32"`, `"float16/csg"`, `"float16/all"`,
     `"int8/csg"`, `"int8/all"`, ...), computed from the tensors' shapes and the storage rules (`stored_specs`,
-    `integrity.safetensors_size`): no data is copied or written, and the model is left untouched."""
+    `integrity.safetensors_size`): no data is copied or written, and the model is left untouched. A CSG
+    model's figures depend on its config alone and are remembered per config."""
+    return dict(per_config(model, "storage_sizes", lambda: _storage_sizes(model)))
+
+
+def _storage_sizes(model: nn.Module) -> dict[str, int]:
     specs = {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
     keys = {scope: stored_keys(model, scope) for scope in STORAGE_SCOPES}
     sizes = {}

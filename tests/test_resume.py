@@ -65,3 +65,26 @@ def test_checkpoint_without_digests_or_with_a_changed_file_is_refused(tmp_path):
     progress.write_text(json.dumps({k: v for k, v in saved.items() if k != "sha256"}))
     with pytest.raises(csg_hub.CheckpointError, match="records no file digests"):
         _run(tmp_path, resume=True)
+
+
+def test_per_image_and_preloaded_training_batches_are_bit_equal():
+    from csg_hub.data import PreloadedLoader
+
+    data = _dataset(40)
+    config = make_config("test_resnet", image_size=16)
+    per_image = classification_loader(data, config.data_config, 8, train=True, seed=5)
+    preloaded = PreloadedLoader(data, config.data_config, 8, train=True, seed=5)
+    for _ in range(2):  # two epochs: the generators carry on alike
+        pairs = list(zip(per_image, preloaded, strict=True))
+        assert len(pairs) == 5
+        for (a, la), (b, lb) in pairs:
+            assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_saving_leaves_the_config_as_it_was(tmp_path):
+    model = csg_hub.CSGForImageClassification(make_config("test_resnet", image_size=16))
+    before = model.config.to_json_string()
+    model.save_pretrained(tmp_path)
+    assert model.config.to_json_string() == before
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["architectures"] == ["CSGForImageClassification"] and saved["weights_crc32"]
