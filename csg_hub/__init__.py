@@ -26,6 +26,7 @@ from .vae import (
     push_latents,
     unflatten_parameters,
 )
+from .zoo import PretrainedInfo, list_pretrained, pretrained_info
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,7 @@ __all__ = [
     "CSGTrainer",
     "CheckpointError",
     "CompressedModel",
+    "PretrainedInfo",
     "SliceGenerator",
     "VAETrainingConfig",
     "WeightVAE",
@@ -66,11 +68,13 @@ __all__ = [
     "flatten_parameters",
     "format_report",
     "generated_convs",
+    "list_pretrained",
     "load_decoder",
     "load_latents",
     "materialize",
     "model_card",
     "parameter_report",
+    "pretrained_info",
     "pull_latents",
     "push_decoder",
     "push_latents",

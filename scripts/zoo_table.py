@@ -64,7 +64,8 @@ def load_runs(folder: Path, only: list[str] | None = None, exclude=()) -> list[d
     return runs
 
 
-def _setting(run: dict) -> str:
+def run_setting(run: dict) -> str:
+    """A run's setting as the tables name it: `dense`, or `CSG s=.. d=..` (+1x1, stored dtype)."""
     if not run["csg"]:
         return "dense"
     config = run["config"]
@@ -90,7 +91,7 @@ def table_rows(runs: list[dict]) -> list[dict]:
             {
                 "name": run["name"],
                 "model": run["model"],
-                "setting": _setting(run),
+                "setting": run_setting(run),
                 "stored_params": run["report"]["stored_params"],
                 "ratio": run["report"]["ratio"],
                 "top1": published(run)["top1"],
@@ -173,6 +174,7 @@ def export(
     import torch
 
     import csg_hub
+    from csg_hub.hub.cards import save_card
     from csg_hub.integrity import recorded_digest
 
     exported = []
@@ -225,7 +227,7 @@ def export(
                 if run.get("parent") else ""
             ),
         )
-        card.save(folder / "README.md")
+        save_card(card, folder)  # README.md and .eval_results/*.yaml
         exported.append(folder)
     return exported
 

@@ -47,8 +47,8 @@ def test_push_and_pull_by_repo_id_and_revision(hub_server, pixel_values):
     repo = _repo()
     model = _model()
     first = model.push_to_hub(repo, results=[csg_hub.accuracy_result(12.5, "local/synthetic", num_samples=2)])
-    assert sorted(HfApi().list_repo_files(repo)) == [
-        ".gitattributes", "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]  # fmt: skip
+    assert sorted(HfApi().list_repo_files(repo)) == [".eval_results/local__synthetic.yaml", ".gitattributes",
+        "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]  # fmt: skip
 
     loaded = AutoModelForImageClassification.from_pretrained(repo)
     assert type(loaded) is csg_hub.CSGForImageClassification

@@ -11,6 +11,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..atomic_write import write_file_atomic
 from ..report import inference_macs, parameter_report
 from ..storage import storage_sizes
+from .eval_results import eval_results_files, write_eval_results
 
 try:
     # transformers copies only .py files of remote code into its module cache, so a trust_remote_code
@@ -202,8 +203,8 @@ def card_result_splits(model_id: str) -> set[str]:
 def update_card_accuracy(
     model_id: str, top1: float, dataset_id: str, split: str = "test", revision: str | None = None
 ) -> None:
-    """Record a measured top-1 in the `model-index` of a model card: a local folder's README.md, or
-    a Hub repo's card (pushed as a new commit)."""
+    """Record a measured top-1 in the `model-index` of a model card and in its `.eval_results/<dataset>.yaml`:
+    a local folder's files, or a Hub repo's (pushed as one new commit)."""
     local = Path(model_id)
     readme = local / "README.md"
     if local.is_dir():
@@ -222,8 +223,24 @@ def update_card_accuracy(
     data.datasets = sorted({*(data.datasets or []), dataset_id})
     card.data = data
     if local.is_dir():
-        write_file_atomic(readme, str(card))
+        save_card(card, local)
     else:
+        from huggingface_hub import CommitOperationAdd, HfApi
+
+        files = {"README.md": str(card), **eval_results_files(data.eval_results)}
         # a commit sha cannot take a commit: record the result on the default branch then
         branch = None if revision is None or len(revision) == 40 else revision
-        card.push_to_hub(model_id, revision=branch, commit_message=f"Record {split} top-1 on {dataset_id}")
+        HfApi().create_commit(
+            model_id,
+            [CommitOperationAdd(path_in_repo=path, path_or_fileobj=text.encode()) for path, text in files.items()],
+            commit_message=f"Record {split} top-1 on {dataset_id}",
+            revision=branch,
+        )
+
+
+def save_card(card: ModelCard, folder: str | Path) -> None:
+    """Write a card into a model folder: README.md and, from the same `model-index` results, the Hub's
+    `.eval_results/<dataset>.yaml` files (`csg_hub.hub.eval_results`)."""
+    folder = Path(folder)
+    write_file_atomic(folder / "README.md", str(card))
+    write_eval_results(folder, card.data.eval_results if card.data is not None else None)

@@ -9,9 +9,9 @@ from typing import Any
 
 from huggingface_hub import CommitInfo, EvalResult
 
-from ..atomic_write import atomic_folder, write_file_atomic
+from ..atomic_write import atomic_folder
 from ..integrity import recorded_digest
-from .cards import card_fields, existing_card, model_card
+from .cards import card_fields, existing_card, model_card, save_card
 from .hub_mixin import push_to_hub
 from .remote_code import save_with_code
 
@@ -55,8 +55,8 @@ def save_with_card(model, folder: str | Path, repo_id: str, *, include_code: boo
 
 
 def write_card(model, folder: str | Path, repo_id: str, *, complete=None, **card: Any) -> None:
-    """Write the card of the model saved in `folder` (`model_card` arguments in `card`: results, training_command,
-    dense_baseline, base_model, notes, tags), tied to the saved weights by their digest. `complete(digest)`, when
+    """Write the card of the model saved in `folder` (README.md and `.eval_results/*.yaml`; `model_card` arguments
+    in `card`: results, training_command, dense_baseline, base_model, notes, tags), tied to the saved weights by their digest. `complete(digest)`, when
     given, returns the card's results and notes instead (`CSGModelRepo` completes them from earlier cards)."""
     folder = Path(folder)
     weights = folder / "model.safetensors"
@@ -64,7 +64,7 @@ def write_card(model, folder: str | Path, repo_id: str, *, complete=None, **card
     fixed = {k: card.pop(k) for k in ("remote_code", "tags") if k in card}
     fields = complete(digest) if complete is not None else {**card, "weights_digest": digest}
     card = model_card(model, repo_id, checkpoint_bytes=weights.stat().st_size, **fixed, **fields)
-    write_file_atomic(folder / "README.md", str(card))
+    save_card(card, folder)  # README.md and .eval_results/*.yaml, from the same results
 
 
 def push_model(
@@ -104,8 +104,9 @@ def push_model(
         token=token,
         revision=revision,
         create_pr=create_pr,
-        # code left from an earlier include_code push must not linger without its auto_map
-        delete_patterns=None if include_code else ["*.py"],
+        # code left from an earlier include_code push must not linger without its auto_map; results files mirror
+        # this card's model-index, so those of earlier weights go with them
+        delete_patterns=[".eval_results/*.yaml", *([] if include_code else ["*.py"])],
     )
 
 
