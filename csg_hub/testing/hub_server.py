@@ -8,6 +8,8 @@ This is an offline/test stand-in, NOT a Hub replacement: there are no accounts, 
 checks (any ``Authorization`` header is accepted and ignored), no Xet storage, no pull requests, no gating, no
 search index and no web pages. Repositories live under ``root``: content-addressed blobs (sha256) plus one JSON
 file per commit and a refs file per repository, so a new server on the same root serves the same data.
+Collections (create, get, list, delete, add and remove items: what ``HfApi``'s collection calls need) are one
+JSON file each under ``root/collections/``.
 
 The tests trust it, so it is strict where a lax server would hide client bugs or let one connection disturb
 another: ambiguous body framing (``Content-Length`` with ``Transfer-Encoding``, differing lengths, unknown codings)
@@ -848,6 +850,8 @@ _T = r"(?P<repo_type>model|dataset|space)s"
 _REPO = r"(?P<repo>[^/]+(?:/[^/]+)?)"
 _PREFIX = r"(?:(?P<repo_type>dataset|space)s/)?"
 _REV = r"(?P<rev>[^/]+)"
+_SLUG = r"(?P<slug>[^/]+/[^/]+)"
+COLLECTION_ITEM_TYPES = ("model", "dataset", "space", "paper", "collection")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -933,6 +937,12 @@ class HubServer:
             ("PUT", r"/lfs-objects/(?P<oid>[0-9a-f]{64})/(?P<size>\d+)", self._lfs_put),
             ("GET", r"/lfs-objects/(?P<oid>[0-9a-f]{64})", self._lfs_get),
             ("GET", resolve, self._resolve),
+            ("GET", r"/api/collections", self._list_collections),
+            ("POST", r"/api/collections", self._create_collection),
+            ("GET", rf"/api/collections/{_SLUG}", self._get_collection),
+            ("DELETE", rf"/api/collections/{_SLUG}", self._delete_collection),
+            ("POST", rf"/api/collections/{_SLUG}/items", self._add_collection_item),
+            ("DELETE", rf"/api/collections/{_SLUG}/items/(?P<item_id>[0-9a-f]{{24}})", self._delete_collection_item),
         ]
 
     # lifecycle
@@ -1306,6 +1316,109 @@ class HubServer:
             if rev not in target.refs()["tags"]:
                 raise HubError(404, f"Invalid rev id: {rev}", "RevisionNotFound")
             target.set_ref("tags", rev, None)
+        return Response.json({})
+
+    # collections: create (409 + slug for an existing title), get, list, add item (409 if present), delete.
+    # Stored as one JSON file per collection under root/collections/<namespace>/; items keep their order.
+
+    def _collection_path(self, slug: str) -> Path:
+        namespace, _, name = slug.partition("/")
+        if not NAME_RE.match(namespace) or not NAME_RE.match(name):
+            raise HubError(400, f"Invalid collection slug {slug!r}")
+        return self.store.root / "collections" / namespace / f"{name}.json"
+
+    def _load_collection(self, slug: str) -> dict[str, Any]:
+        path = self._collection_path(slug)
+        if not path.is_file():
+            raise HubError(404, f"Collection not found: {slug}", "CollectionNotFound")
+        return json.loads(path.read_text())
+
+    def _save_collection(self, collection: dict[str, Any]) -> None:
+        collection["lastUpdated"] = _now()
+        self.store.write_json(self._collection_path(collection["slug"]), collection)
+
+    def _all_collections(self) -> list[dict[str, Any]]:
+        base = self.store.root / "collections"
+        return [json.loads(p.read_text()) for p in sorted(base.glob("*/*.json"))] if base.is_dir() else []
+
+    def _create_collection(self, request: Request) -> Response:
+        body = request.json()
+        title, namespace = str(body.get("title") or "").strip(), body.get("namespace") or DEFAULT_USER
+        if not title or not NAME_RE.match(str(namespace)):
+            raise HubError(400, "A collection needs a title and a valid namespace")
+        with self.store.lock:
+            for existing in self._all_collections():
+                if existing["owner"]["name"] == namespace and existing["title"] == title:
+                    # create_collection(exists_ok=True) reads the slug from this very 409 answer
+                    raise HubError(409, f"Collection {title!r} already exists", extra={"slug": existing["slug"]})
+            words = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "collection"
+            slug = f"{namespace}/{words}-{uuid.uuid4().hex[:24]}"
+            collection = {
+                "slug": slug,
+                "title": title,
+                "description": body.get("description"),
+                "owner": {"name": namespace, "type": "user" if namespace == DEFAULT_USER else "org"},
+                "items": [],
+                "position": len([c for c in self._all_collections() if c["owner"]["name"] == namespace]),
+                "private": bool(body.get("private", False)),
+                "theme": "default",
+                "upvotes": 0,
+            }
+            self._save_collection(collection)
+        return Response.json(collection)
+
+    def _get_collection(self, request: Request, slug: str) -> Response:
+        return Response.json(self._load_collection(slug))
+
+    def _list_collections(self, request: Request) -> Response:
+        owners, items = request.query.get("owner", []), request.query.get("item", [])
+        found = [
+            # as on the Hub: at most 4 items per collection, and no "position" (the client numbers the listing)
+            {**{k: v for k, v in c.items() if k != "position"}, "items": c["items"][:4]}
+            for c in self._all_collections()
+            if (not owners or c["owner"]["name"] in owners)
+            and all(any(f"{i['type']}s/{i['id']}" == want for i in c["items"]) for want in items)
+        ]
+        return Response.json(found)
+
+    def _delete_collection(self, request: Request, slug: str) -> Response:
+        with self.store.lock:
+            self._load_collection(slug)
+            self._collection_path(slug).unlink()
+        return Response.json({})
+
+    def _add_collection_item(self, request: Request, slug: str) -> Response:
+        body = request.json()
+        item = body.get("item") or {}
+        item_id, item_type = str(item.get("id") or ""), item.get("type")
+        if item_type not in COLLECTION_ITEM_TYPES or not item_id:
+            raise HubError(400, f"Invalid collection item {item!r}: type one of {COLLECTION_ITEM_TYPES} and an id")
+        if item_type in REPO_TYPES:
+            self._repo(item_type, item_id)  # 404 for a repo that does not exist, as on the Hub
+        with self.store.lock:
+            collection = self._load_collection(slug)
+            if any(i["id"] == item_id and i["type"] == item_type for i in collection["items"]):
+                raise HubError(409, f"{item_type} {item_id} is already in collection {slug}")
+            entry: dict[str, Any] = {
+                "_id": uuid.uuid4().hex[:24],
+                "id": item_id,
+                "type": item_type,
+                "position": len(collection["items"]),
+            }
+            if body.get("note") is not None:
+                entry["note"] = {"text": str(body["note"]), "html": str(body["note"])}
+            collection["items"].append(entry)
+            self._save_collection(collection)
+        return Response.json(collection)
+
+    def _delete_collection_item(self, request: Request, slug: str, item_id: str) -> Response:
+        with self.store.lock:
+            collection = self._load_collection(slug)
+            kept = [i for i in collection["items"] if i["_id"] != item_id]
+            if len(kept) == len(collection["items"]):
+                raise HubError(404, f"Item {item_id} not in collection {slug}")
+            collection["items"] = [{**i, "position": n} for n, i in enumerate(kept)]
+            self._save_collection(collection)
         return Response.json({})
 
     # listing files
