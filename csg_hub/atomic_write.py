@@ -85,17 +85,20 @@ def atomic_folder(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_file_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Replace one file in one step (temporary file beside it, fsync, rename)."""
+def write_file_atomic(path: str | os.PathLike, data: bytes | str, durable: bool = True) -> None:
+    """Replace one file in one step (temporary file beside it, fsync, rename). `durable=False` skips the fsyncs,
+    for files in a folder that is itself swapped in (or thrown away) as a whole."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}{_NEW}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with tmp.open("wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             stored,
             tmp,
             args.push_to_hub or f"csg-hub/{output_dir.name}",
+            durable=False,  # the folder is fsynced and swapped in whole
             results=[
                 csg_hub.accuracy_result(top1, args.dataset, split=args.eval_split, num_samples=final["num_samples"])
             ],

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
                 final_stored = evaluate(csg_hub.CSGForImageClassification.from_pretrained(tmp), eval_loader)
             results = [csg_hub.accuracy_result((final_stored or final)["top1"], args.dataset, split=args.eval_split,
                                                num_samples=final["num_samples"])]  # fmt: skip
-            write_card(model, tmp, args.push_to_hub or f"csg-hub/{output_dir.name}", results=results,
+            write_card(model, tmp, args.push_to_hub or f"csg-hub/{output_dir.name}", results=results, durable=False,
                        training_command=command, dense_baseline=dense_baseline, tags=[Path(args.dataset).name])  # fmt: skip
     else:
         csg_hub.save_timm(model, model_dir, label_names=label_names, data_config=data_config)

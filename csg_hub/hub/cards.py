@@ -238,9 +238,9 @@ def update_card_accuracy(
         )
 
 
-def save_card(card: ModelCard, folder: str | Path) -> None:
+def save_card(card: ModelCard, folder: str | Path, durable: bool = True) -> None:
     """Write a card into a model folder: README.md and, from the same `model-index` results, the Hub's
     `.eval_results/<dataset>.yaml` files (`csg_hub.hub.eval_results`)."""
     folder = Path(folder)
-    write_file_atomic(folder / "README.md", str(card))
-    write_eval_results(folder, card.data.eval_results if card.data is not None else None)
+    write_file_atomic(folder / "README.md", str(card), durable=durable)
+    write_eval_results(folder, card.data.eval_results if card.data is not None else None, durable=durable)

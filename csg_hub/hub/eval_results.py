@@ -58,14 +58,14 @@ def eval_results_files(results: list[EvalResult] | None) -> dict[str, str]:
     }
 
 
-def write_eval_results(folder: str | Path, results: list[EvalResult] | None) -> list[Path]:
+def write_eval_results(folder: str | Path, results: list[EvalResult] | None, durable: bool = True) -> list[Path]:
     """Write the `.eval_results/*.yaml` files of `results` into a model folder (each file atomically); files of
     other datasets are left as they are. Returns the paths written."""
     written = []
     for path, text in eval_results_files(results).items():
         target = Path(folder) / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomic(target, text)
+        write_file_atomic(target, text, durable=durable)
         written.append(target)
     return written
 

@@ -37,11 +37,14 @@ def push_to_hub(
 ) -> CommitInfo:
     """Create `repo_id` if needed and upload what `artifact` saves as one commit; returns the commit.
 
-    `delete_patterns` removes files of earlier commits that the artifact no longer writes."""
+    `delete_patterns` removes files of earlier commits that the artifact no longer writes (default: the artifact's
+    own `delete_patterns`, when it has them)."""
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with SoftTemporaryDirectory() as tmp:
         artifact._save_pretrained(Path(tmp), repo_id)
+        if delete_patterns is None:  # what the artifact found to remove while saving, if it looks
+            delete_patterns = getattr(artifact, "delete_patterns", None)
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=tmp,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,39 @@ class CSGModelRepo:
     card: dict[str, Any] = field(default_factory=dict)
     tags: list[str] | None = None
     token: str | bool | None = None
+    revision: str | None = None
+    # what an earlier push may have left that this one must remove: code without its auto_map (unless this push
+    # carries code), results files of earlier weights (results follow the card's model-index)
+    delete_patterns: list[str] | None = None
 
     @property
     def default_commit_message(self) -> str:
         return f"Upload CSG {self.model.config.architecture}"
 
     def _save_pretrained(self, save_directory: Path, repo_id: str) -> None:
+        # one listing of the repo tells whether it has a card to carry numbers from and files to remove
+        remote = _repo_files(repo_id, self.revision, self.token)
+        stale = [".eval_results/*.yaml", *([] if self.include_code else ["*.py"])]
+        self.delete_patterns = [p for p in stale if remote is None or any(fnmatch.fnmatch(f, p) for f in remote)] or None
+        card_repo = repo_id if remote is None or "README.md" in remote else None
+
         def complete(digest: str | None) -> dict[str, Any]:
-            return carried_card_fields(self.model, repo_id, digest, token=self.token, **self.card)
+            return carried_card_fields(self.model, card_repo, digest, token=self.token, **self.card)
 
         # a fresh temporary folder: nothing to swap
         save_with_card(self.model, save_directory, repo_id, include_code=self.include_code, tags=self.tags,
                        complete=complete, atomic=False)  # fmt: skip
+
+
+def _repo_files(repo_id: str, revision: str | None, token: str | bool | None) -> set[str] | None:
+    """The files of `repo_id` at `revision`, or None when that cannot be listed (a branch still to be created)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return set(HfApi(token=token).list_repo_files(repo_id, revision=revision))
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return None
 
 
 def save_with_card(model, folder: str | Path, repo_id: str, *, include_code: bool = False, atomic: bool = True,
@@ -50,11 +72,12 @@ def save_with_card(model, folder: str | Path, repo_id: str, *, include_code: boo
             save_with_code(model, into)
         else:
             model.save_pretrained(into)
-        write_card(model, into, repo_id, remote_code=include_code, **card)
+        # durable as part of the swapped-in folder (or not needed: a push's temporary folder)
+        write_card(model, into, repo_id, remote_code=include_code, durable=False, **card)
     return folder
 
 
-def write_card(model, folder: str | Path, repo_id: str, *, complete=None, **card: Any) -> None:
+def write_card(model, folder: str | Path, repo_id: str, *, complete=None, durable: bool = True, **card: Any) -> None:
     """Write the card of the model saved in `folder` (README.md and `.eval_results/*.yaml`; `model_card` arguments
     in `card`: results, training_command, dense_baseline, base_model, notes, tags), tied to the saved weights by their digest. `complete(digest)`, when
     given, returns the card's results and notes instead (`CSGModelRepo` completes them from earlier cards)."""
@@ -64,7 +87,7 @@ def write_card(model, folder: str | Path, repo_id: str, *, complete=None, **card
     fixed = {k: card.pop(k) for k in ("remote_code", "tags") if k in card}
     fields = complete(digest) if complete is not None else {**card, "weights_digest": digest}
     card = model_card(model, repo_id, checkpoint_bytes=weights.stat().st_size, **fixed, **fields)
-    save_card(card, folder)  # README.md and .eval_results/*.yaml, from the same results
+    save_card(card, folder, durable=durable)  # README.md and .eval_results/*.yaml, from the same results
 
 
 def push_model(
@@ -94,7 +117,7 @@ def push_model(
     always."""
     given = {"results": results, "training_command": training_command, "dense_baseline": dense_baseline,
              "base_model": base_model, "notes": notes}  # fmt: skip
-    artifact = CSGModelRepo(model, include_code=include_code, card=given, tags=tags, token=token)
+    artifact = CSGModelRepo(model, include_code=include_code, card=given, tags=tags, token=token, revision=revision)
     return push_to_hub(
         artifact,
         repo_id,
@@ -104,13 +127,10 @@ def push_model(
         token=token,
         revision=revision,
         create_pr=create_pr,
-        # code left from an earlier include_code push must not linger without its auto_map; results files mirror
-        # this card's model-index, so those of earlier weights go with them
-        delete_patterns=[".eval_results/*.yaml", *([] if include_code else ["*.py"])],
     )
 
 
-def carried_card_fields(model, repo_id: str, digest: str | None, token: str | bool | None = None, **given) -> dict:
+def carried_card_fields(model, repo_id: str | None, digest: str | None, token: str | bool | None = None, **given) -> dict:
     """`model_card` keyword arguments: those `given` (not None), completed from the model's earlier card (the
     card it was loaded with, else the one already in `repo_id`). Results and the training command describe
     weights, so they carry over only to the same weights; results measured on the weights a model was
