@@ -52,4 +52,4 @@ def test_two_cpu_processes_train_as_one_group(small_dataset, tmp_path, launcher)
     # 256 images, 64 per step across both processes: 4 steps each, every epoch evaluated on all 256 test images
     assert metrics["final"]["num_samples"] == 256
     assert sorted(p.name for p in (output / "model").iterdir()) == [
-        ".eval_results", "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]  # fmt: skip
+        "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]  # fmt: skip

@@ -162,3 +162,12 @@ def test_push_carries_eval_results_and_drops_stale_ones(hub_server):
     files = HfApi().list_repo_files(repo)
     assert ".eval_results/org__data.yaml" in files
     assert ModelCard.load(repo).data.eval_results[0].metric_value == 33.0
+
+
+def test_results_on_a_local_dataset_stay_in_the_model_index_only():
+    from csg_hub.hub.eval_results import eval_results_files, is_hub_dataset_id
+
+    local = csg_hub.accuracy_result(90.0, "/tmp/some/local/folder")
+    hub = csg_hub.accuracy_result(91.0, "zalando-datasets/fashion_mnist")
+    assert not is_hub_dataset_id("/tmp/some/local/folder") and is_hub_dataset_id("zalando-datasets/fashion_mnist")
+    assert list(eval_results_files([local, hub])) == [".eval_results/zalando-datasets__fashion_mnist.yaml"]

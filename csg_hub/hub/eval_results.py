@@ -10,6 +10,7 @@ the Hub takes the commit's time; `source` only when the result names one (`EvalR
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,11 +48,26 @@ def _entry(result: EvalResult) -> EvalResultEntry:
     )
 
 
+def is_hub_dataset_id(dataset_id: str) -> bool:
+    """Whether results on `dataset_id` can go to the Hub: a valid repo id, not a local folder (a dataset read from
+    disk has no Hub page or leaderboard; its results stay in the card's `model-index` only)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(dataset_id)
+    except HFValidationError:
+        return False
+    return not os.path.isdir(dataset_id)
+
+
 def eval_results_files(results: list[EvalResult] | None) -> dict[str, str]:
-    """The `.eval_results/*.yaml` files (repo path -> YAML text) of a card's `model-index` results."""
+    """The `.eval_results/*.yaml` files (repo path -> YAML text) of a card's `model-index` results on Hub
+    datasets (`is_hub_dataset_id`)."""
     by_dataset: dict[str, list[EvalResultEntry]] = defaultdict(list)
     for result in results or []:
-        by_dataset[result.dataset_type].append(_entry(result))
+        if is_hub_dataset_id(result.dataset_type):
+            by_dataset[result.dataset_type].append(_entry(result))
     return {
         eval_results_path(dataset): yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False)
         for dataset, entries in sorted(by_dataset.items())
