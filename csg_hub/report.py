@@ -46,7 +46,8 @@ def per_config(model: nn.Module, what: str, compute):
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "csg":
         return compute()
-    key = (what, type(model).__qualname__, config.to_json_string())
+    # every attribute of the config, as repr: a key as exact as its JSON at a fraction of to_json_string's cost
+    key = (what, type(model).__qualname__, repr(sorted(config.__dict__.items(), key=lambda item: item[0])))
     if key not in _PER_CONFIG:
         _PER_CONFIG[key] = compute()
     return copy.deepcopy(_PER_CONFIG[key])

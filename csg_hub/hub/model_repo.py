@@ -31,6 +31,8 @@ class CSGModelRepo:
     # what an earlier push may have left that this one must remove: code without its auto_map (unless this push
     # carries code), results files of earlier weights (results follow the card's model-index)
     delete_patterns: list[str] | None = None
+    repo_is_new: bool | None = None  # set by push_to_hub: a new repo has nothing to look up
+    remote_files: set[str] | None = None  # the repo's files, as listed while saving (None: not listed)
 
     @property
     def default_commit_message(self) -> str:
@@ -38,7 +40,8 @@ class CSGModelRepo:
 
     def _save_pretrained(self, save_directory: Path, repo_id: str) -> None:
         # one listing of the repo tells whether it has a card to carry numbers from and files to remove
-        remote = _repo_files(repo_id, self.revision, self.token)
+        remote = set() if self.repo_is_new else _repo_files(repo_id, self.revision, self.token)
+        self.remote_files = remote
         stale = [".eval_results/*.yaml", *([] if self.include_code else ["*.py"])]
         self.delete_patterns = [p for p in stale if remote is None or any(fnmatch.fnmatch(f, p) for f in remote)] or None
         card_repo = repo_id if remote is None or "README.md" in remote else None
