@@ -13,6 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..integrity import file_sha256
+
+__all__ = ["FolderRepo", "file_sha256", "folder_files", "git_blob_sha1"]
 CHUNK = 1 << 20
 
 
@@ -32,14 +35,6 @@ def folder_files(folder: Path, follow_symlinks: bool = False) -> dict[str, Path]
             continue
         files[rel.as_posix()] = path
     return files
-
-
-def file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def git_blob_sha1(path: Path) -> str:
