@@ -137,6 +137,7 @@ def test_wheel_installed_outside_checkout_saves_pushes_and_reloads(hub_server, t
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True)
     assert (site / "csg_hub/hub/templates/model_card.md").is_file()
+    assert (site / "csg_hub/zoo_index.json").is_file()  # list_pretrained / pretrained_info read it from the wheel
 
     work = tmp_path / "elsewhere"
     work.mkdir()
