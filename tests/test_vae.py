@@ -245,6 +245,30 @@ def test_local_folder_round_trip_timm(tmp_path):
     assert torch.equal(pulled.fc.weight, model.fc.weight)
 
 
+def test_compress_many_shares_one_decoder_trained_on_every_models_chunks():
+    torch.manual_seed(0)
+    models = [build_small_model("fnn", {"widths": [16, 8, 4]}), build_small_model("fnn", {"widths": [16, 12, 4]})]
+    vae, history = weight_vae.train_shared_vae(models, "all", TINY_VAE, FAST, progress=False)
+    # the same VAE as training on the chunks of each model, flattened on its own, concatenated
+    chunks = torch.cat([weight_vae.flatten_parameters(m, "all", 256)[0] for m in models])
+    alone, _ = weight_vae.train_weight_vae(chunks, TINY_VAE, FAST, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), alone.state_dict().values()))
+
+    artifacts = weight_vae.compress_many(models, "all", TINY_VAE, FAST, progress=False)
+    assert artifacts[0].vae is artifacts[1].vae and artifacts[0].history == artifacts[1].history == history
+    for model, artifact in zip(models, artifacts):
+        assert artifact.manifest["numel"] == sum(p.numel() for p in model.parameters())
+        assert artifact.to_model().net[1].weight.shape == model.net[1].weight.shape
+    report = weight_vae.compression_report(artifacts[0], models[0], num_models=2, print_report=False)
+    decoder = report["decoder_params"]
+    assert report["amortized_ratio"] > report["total_ratio"]
+    assert report["amortized_ratio"] == pytest.approx(
+        report["original_values"] / (report["latent_values"] + report["kept_values"] + decoder / 2)
+    )
+    with pytest.raises(ValueError, match="either vae"):
+        weight_vae.compress_many(models, "all", TINY_VAE, FAST, vae=artifacts[0].vae)
+
+
 # --- the Hub -------------------------------------------------------------------------------------
 
 
@@ -366,7 +390,66 @@ def test_compress_and_decompress_scripts(hub_server, csg_model, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["compress", "decompress", "vae_small_models"])
+def test_compress_script_shares_one_decoder_between_models(hub_server, tmp_path):
+    folders = []
+    for i, code_dim in enumerate((8, 16)):
+        torch.manual_seed(i)
+        csg_hub.CSGForImageClassification(make_config(code_dim=code_dim)).save_pretrained(tmp_path / f"m{i}")
+        folders.append(str(tmp_path / f"m{i}"))
+    prefix = _repo("zoo")
+    tiny = "--chunk-size 256 --latent-dim 8 --encoder-hidden 32 --decoder-hidden 32 --copies 4 --epochs 1"
+    zoo = _script("compress").main([
+        *folders, "--selection", "csg", *tiny.split(), "--refine-steps", "2", "--output-dir", str(tmp_path / "out"),
+        "--push-to-hub", prefix,
+    ])  # fmt: skip
+    assert zoo["num_models"] == 2 and sorted(zoo["reports"]) == ["m0", "m1"]
+    assert zoo["zoo_bytes"] == sum(zoo["latents_and_kept_bytes"].values()) + zoo["decoder_bytes"]
+    pins = []
+    for name in ("m0", "m1"):
+        report = json.loads((tmp_path / "out" / name / "report.json").read_text())
+        assert report["num_models"] == 2 and report["latents_repo"] == f"{prefix}-{name}"
+        config = json.loads(Path(HfApi().hf_hub_download(report["latents_repo"], "config.json")).read_text())
+        pins.append(config["decoder"])
+        local = weight_vae.pull_latents(tmp_path / "out" / name / "latents")  # "../../decoder"
+        pulled = weight_vae.pull_latents(report["latents_repo"])
+        original = csg_hub.CSGForImageClassification.from_pretrained(tmp_path / name)
+        assert local.config.code_dim == original.config.code_dim
+        assert all(torch.equal(pulled.state_dict()[k], v) for k, v in local.state_dict().items())
+    # one decoder repo, one commit, pinned by both latents repos
+    assert pins[0] == pins[1] and pins[0]["repo_id"] == f"{prefix}-decoder"
+    commits = HfApi().list_repo_commits(f"{prefix}-decoder")
+    assert [c.title for c in commits].count("Upload weight-VAE decoder") == 1 and commits[0].commit_id == pins[0]["revision"]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_vae_zoo_script(hub_server, tmp_path):
+    from csg_hub.data import fashion_mnist_dataset_dict
+
+    fashion_mnist_dataset_dict(limit=16).save_to_disk(str(tmp_path / "data"))
+    folders = []
+    for i in range(2):
+        torch.manual_seed(i)
+        csg_hub.CSGForImageClassification(make_config(image_size=28)).save_pretrained(tmp_path / f"model{i}")
+        folders.append(str(tmp_path / f"model{i}"))
+    tiny = "--chunk-size 256 --latent-dim 8 --encoder-hidden 32 --decoder-hidden 32 --copies 4 --epochs 1"
+    out = tmp_path / "zoo"
+    result = _script("vae_zoo").main([
+        "--models", *folders, "--output-dir", str(out), "--eval-dataset", str(tmp_path / "data"), "--eval-limit",
+        "16", "--recalibrate-bn", "1", "--runs", str(tmp_path / "runs"), "--repo-prefix", _repo("vae-zoo"),
+        *tiny.split(), "--refine-steps", "2", "--batch-size", "8",
+    ])  # fmt: skip
+    assert result["num_models"] == 2 and all(r["hub_round_trip_identical"] for r in result["models"])
+    assert result["totals"]["vae"] == sum(r["latents_bytes"] for r in result["models"]) + result["decoder_bytes"]
+    point = json.loads((out / "points" / "model0__weight-vae-shared.json").read_text())
+    assert point["bytes"] == point["latents_bytes"] + point["decoder_bytes"] / 2 and point["n_models"] == 2
+    assert point["latents_bytes"] == point["latent_vectors_bytes"] + point["kept_bytes"]
+    assert point["method"] == "weight-vae-shared" and point["model"] == "resnet18" and point["num_samples"] == 16
+    assert "| int8/all |" in (out / "summary.md").read_text() and "top1_bn_recalibrated" in point
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["compress", "decompress", "vae_small_models", "vae_zoo"])
 def test_scripts_help(name):
     result = subprocess.run(
         [sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True, check=False
@@ -403,6 +486,12 @@ def test_round_trips_store_what_they_claim_and_stay_close():
             assert len(torch.unique(r[0])) <= 2**bits - 1
         assert torch.equal(rounded[1].running_var, model[1].running_var)
     assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())  # the input is left alone
+    grouped, stored = round_trip(model, "int4-g64")  # groups of 64 consecutive values, one fp16 scale each
+    packed = sum(w.numel() // 2 + -(-w.numel() // 64) * 2 for w in quantized)
+    assert stored == (floats - q_values) * 4 + ints + packed
+    w, r = model[3].weight.reshape(-1), grouped[3].weight.reshape(-1)
+    step = w[:64].abs().max() / 7
+    assert (r[:64] - w[:64]).abs().max() <= step / 2 + 1e-4 and len(torch.unique(r[:64])) <= 15
     with pytest.raises(ValueError, match="Unknown scheme 'int3'"):
         round_trip(model, "int3")
 

@@ -6,7 +6,7 @@ from .accounting import compression_report, format_compression_report
 from .artifacts import load_decoder, load_latents, pull_latents, push_decoder, push_latents, save_decoder, save_latents
 from .baselines import comparison_table, round_trip
 from .chunks import flatten_parameters, load_parameters, select_tensors, unflatten_parameters
-from .compressed import CompressedModel, compress
+from .compressed import CompressedModel, compress, compress_many, train_shared_vae
 from .model import WeightVAE, WeightVAEConfig
 from .training import VAETrainingConfig, paper_recipe, train_weight_vae
 
@@ -17,6 +17,7 @@ __all__ = [
     "WeightVAEConfig",
     "comparison_table",
     "compress",
+    "compress_many",
     "compression_report",
     "flatten_parameters",
     "format_compression_report",
@@ -31,6 +32,7 @@ __all__ = [
     "save_decoder",
     "save_latents",
     "select_tensors",
+    "train_shared_vae",
     "train_weight_vae",
     "unflatten_parameters",
 ]

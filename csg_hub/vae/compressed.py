@@ -1,8 +1,9 @@
-"""A model in weight-VAE form (`CompressedModel`), and `compress`: model -> chunks -> VAE -> latents."""
+"""A model in weight-VAE form (`CompressedModel`), and `compress`: model -> chunks -> VAE -> latents;
+`compress_many`: several models, one VAE trained on all their chunks, one latents artifact each."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,3 +127,46 @@ def compress(
         vae=vae,
         history=history,
     )
+
+
+def train_shared_vae(
+    models: Sequence[nn.Module],
+    selection: Selection = "all",
+    vae_config: WeightVAEConfig | None = None,
+    training: VAETrainingConfig | None = None,
+    progress: bool = True,
+) -> tuple[WeightVAE, list[dict[str, float]]]:
+    """One VAE trained on the chunks of all `models` (each model's selected tensors flattened and chunked on
+    its own, so no chunk mixes two models; the chunks then concatenated). Returns the VAE and its history."""
+    if not models:
+        raise ValueError("train_shared_vae needs at least one model.")
+    vae_config = vae_config or WeightVAEConfig()
+    chunks = torch.cat([flatten_parameters(m, selection, vae_config.chunk_size)[0] for m in models])
+    return train_weight_vae(chunks, vae_config, training or VAETrainingConfig(), progress=progress)
+
+
+def compress_many(
+    models: Sequence[nn.Module],
+    selection: Selection = "all",
+    vae_config: WeightVAEConfig | None = None,
+    training: VAETrainingConfig | None = None,
+    vae: WeightVAE | None = None,
+    latent_dtype: str = "float16",
+    progress: bool = True,
+) -> list[CompressedModel]:
+    """Compress several models with one shared decoder: a VAE trained on all their chunks
+    (`train_shared_vae`), or the given `vae`; then `compress` each model with it (its own latents, refined
+    against its own chunks). Every artifact holds the same `vae` object, and its `history` is the shared
+    training's. Save the decoder once and each artifact's latents pinned to it (`push_decoder`, `push_latents`)."""
+    if vae is not None and vae_config is not None:
+        raise ValueError("Pass either vae (reuse a trained VAE) or vae_config (train a new one), not both.")
+    training = training or VAETrainingConfig()
+    history: list[dict[str, float]] = []
+    if vae is None:
+        vae, history = train_shared_vae(models, selection, vae_config, training, progress=progress)
+    artifacts = []
+    for model in models:
+        artifact = compress(model, selection, training=training, vae=vae, latent_dtype=latent_dtype, progress=progress)
+        artifact.history = history
+        artifacts.append(artifact)
+    return artifacts
