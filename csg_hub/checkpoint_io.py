@@ -67,7 +67,7 @@ def save_checkpoint(
     tensors = {k: v.detach() for k, v in (state_dict if state_dict is not None else model.state_dict()).items()}
     if config.storage_dtype != "float32":
         keys = [k for k in stored_keys(model, config.storage_scope) if k in tensors]
-        tensors = encode(tensors, keys, config.storage_dtype)
+        tensors = encode(tensors, keys, config.storage_dtype, config.storage_group_size)
     # the whole set lands at once (a kill or a full disk leaves the old folder), and config.json names the weights
     # it belongs to, so that no older writer's mix can load either
     with atomic_folder(folder, carry=_carried) as tmp:
@@ -102,7 +102,7 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
             pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         )
         check_binding(config, header, source)
-    stored: set[str] = set()
+    stored: dict[str, tuple[int, ...]] = {}
     load_from = pretrained_model_name_or_path
     reduced = isinstance(config, CSGConfig) and config.storage_dtype != "float32"
     if path is not None and not reduced and not allow_nonfinite and not _has_crc(header):
@@ -110,7 +110,8 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
     if reduced and path is not None:
         stored = _stored_keys(cls, config)
         try:
-            state = decode(safetensors.torch.load_file(path), sorted(stored), config.storage_dtype, source)
+            state = decode(safetensors.torch.load_file(path), stored, config.storage_dtype, source,
+                           config.storage_group_size)  # fmt: skip
         except ValueError as err:
             raise CheckpointError(str(err)) from err
         if not allow_nonfinite and not _has_crc(header):
@@ -200,11 +201,12 @@ def check_finite(tensors, source: str) -> None:
         )
 
 
-def _stored_keys(cls, config: CSGConfig) -> set[str]:
-    # the keys this config stores in its reduced dtype, from a model built on the meta device (no memory)
+def _stored_keys(cls, config: CSGConfig) -> dict[str, tuple[int, ...]]:
+    # the keys this config stores in its reduced dtype and their shapes, from a model built on the meta device
     with torch.device("meta"):
         skeleton = cls(config)
-    return set(stored_keys(skeleton, config.storage_scope))
+    state = skeleton.state_dict()
+    return {key: tuple(state[key].shape) for key in stored_keys(skeleton, config.storage_scope)}
 
 
 def check_keys(model: nn.Module, info: dict, source: str, allow_mismatch: bool = False, strict: bool = True) -> None:

@@ -9,13 +9,14 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import get_act_layer
 from transformers import PreTrainedConfig
 
-STORAGE_DTYPES = ("float32", "float16", "bfloat16", "int8")
+STORAGE_DTYPES = ("float32", "float16", "bfloat16", "int8", "int4", "int2")
+DEFAULT_GROUP_SIZE = 64
 STORAGE_SCOPES = ("csg", "all")
 # The CSG hyper-parameters (what `scripts/train.py` and `scripts/convert.py` take as flags), and the values
 # those that are choices may take.
 CSG_FIELDS = ("slice_size", "code_dim", "generator_hidden_dim", "generator_activation", "generate_pointwise",
               "pointwise_slice_size", "generate_grouped", "generate_stem", "include", "exclude", "fan_in_scaling",
-              "storage_dtype", "storage_scope")  # fmt: skip
+              "storage_dtype", "storage_scope", "storage_group_size")  # fmt: skip
 FIELD_CHOICES = {"storage_dtype": STORAGE_DTYPES, "storage_scope": STORAGE_SCOPES}
 
 
@@ -59,8 +60,13 @@ class CSGConfig(PreTrainedConfig):
         Multiply each generated filter by `sqrt(2 / fan_in)` so one shared generator yields
         He-initialised filters for layers of any width.
     storage_dtype (`str`, defaults to `"float32"`):
-        How `save_pretrained` stores the codes and generators: `"float32"`, `"float16"`, `"bfloat16"` or
-        `"int8"` (symmetric, one float32 scale per row). Loading dequantizes to float32; compute is float32.
+        How `save_pretrained` stores the codes and generators: `"float32"`, `"float16"`, `"bfloat16"`, `"int8"`
+        (symmetric, one float32 scale per row), or `"int4"` / `"int2"` (16 / 4 levels symmetric about zero, one
+        float16 scale per `storage_group_size` values, packed 2 / 4 to a byte). Loading dequantizes to float32;
+        compute is float32.
+    storage_group_size (`int`, defaults to 64):
+        Values that share one scale in `"int4"` / `"int2"` storage (a positive multiple of 4): smaller groups
+        follow the weights more closely and cost 2 bytes of scale per group.
     base_model (`str`, *optional*):
         Hub id or folder of the dense model this one was converted from (`from_dense`); cards name it.
     storage_scope (`str`, defaults to `"csg"`):
@@ -89,6 +95,7 @@ class CSGConfig(PreTrainedConfig):
     fan_in_scaling: bool = True
     storage_dtype: str = "float32"
     storage_scope: str = "csg"
+    storage_group_size: int = DEFAULT_GROUP_SIZE
     base_model: str | None = None
 
     def __post_init__(self, **kwargs) -> None:
@@ -124,6 +131,11 @@ class CSGConfig(PreTrainedConfig):
             raise ValueError(f"CSGConfig.storage_dtype must be one of {STORAGE_DTYPES}, got {self.storage_dtype!r}.")
         if self.storage_scope not in STORAGE_SCOPES:
             raise ValueError(f"CSGConfig.storage_scope must be one of {STORAGE_SCOPES}, got {self.storage_scope!r}.")
+        if self.storage_group_size <= 0 or self.storage_group_size % 4:
+            raise ValueError(
+                f"CSGConfig.storage_group_size must be a positive multiple of 4 (int2 packs 4 values to a byte), "
+                f"got {self.storage_group_size}."
+            )
         if self.image_std is not None and any(s <= 0 for s in self.image_std):
             raise ValueError(f"CSGConfig.image_std must be positive, got {self.image_std}.")
 

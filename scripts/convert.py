@@ -5,7 +5,10 @@ safetensors only) gives the architecture, labels and preprocessing. `--init leas
 `activations` fits codes and generators to the parent's filters (`CSGForImageClassification.from_dense`),
 copying every tensor that is not generated; `random` starts from scratch (the ablation). BatchNorm
 statistics are then re-estimated on training images, the student is evaluated (epoch 0), and trained with
-knowledge distillation: `--alpha` x soft targets at `--temperature` plus (1 - alpha) x the label loss
+knowledge distillation (`--student` starts instead from a CSG model of the parent's, e.g. an earlier
+conversion to fine-tune; `--qat` trains against the stored values of `--storage-dtype`, e.g. int4, with a
+straight-through estimator, so the saved model holds exactly the weights that were evaluated):
+`--alpha` x soft targets at `--temperature` plus (1 - alpha) x the label loss
 (`--no-labels` trains on images alone). Same training loop, recipe flags and launchers (torchrun,
 accelerate launch) as `train.py`; writes `metrics.json` (with the parent's top-1 measured on the same
 split, and epoch 0), a checkpoint per epoch (`--resume`), and a Hub-ready `model/` folder whose card names
@@ -15,6 +18,7 @@ the parent as `base_model` and reports recovery against it; `--push-to-hub` uplo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -23,12 +27,20 @@ from pathlib import Path
 
 from csg_hub.cli_flags import add_csg_flags, add_training_flags, csg_options, training_arguments
 
+STORAGE_FIELDS = ("storage_dtype", "storage_scope", "storage_group_size")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--parent", required=True, help="dense timm model: Hub repo id or local folder")
     p.add_argument("--parent-revision", default=None)
     p.add_argument("--init", default="least_squares", choices=("least_squares", "activations", "random"))
+    p.add_argument("--student", default=None,
+                   help="start from this CSG model (Hub id or folder) instead of fitting one (--init is then unused): "
+                        "its CSG settings are kept, the --storage-* flags apply")  # fmt: skip
+    p.add_argument("--qat", action="store_true",
+                   help="quantization-aware training: every forward pass sees the weights as --storage-dtype stores "
+                        "them (--storage-scope, --storage-group-size), the float weights take the updates")  # fmt: skip
     p.add_argument("--calibration-images", type=int, default=256, help="images for --init activations")
     p.add_argument("--bn-batches", type=int, default=20, help="training batches to re-estimate BatchNorm on")
     add_csg_flags(p.add_argument_group("CSG"))
@@ -53,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.epochs < 0:
         p.error("--epochs must be >= 0 (0: convert, recalibrate and evaluate only)")
+    if args.qat and args.storage_dtype == "float32":
+        p.error("--qat trains against the stored weights: give a reduced --storage-dtype (e.g. int4)")
     return args
 
 
@@ -70,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     from csg_hub.data import classification_loader, image_label_columns, label_mapping, load_image_dataset
     from csg_hub.evaluation import evaluate
     from csg_hub.hub.model_repo import write_card
-    from csg_hub.training import DistillationLoss, distributed_state, fit, recalibrate_batchnorm
+    from csg_hub.training import DistillationLoss, QuantizationAware, distributed_state, fit, recalibrate_batchnorm
 
     state = distributed_state()
     set_seed(args.seed)
@@ -97,7 +111,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     parent_metrics = evaluate(parent, eval_loader, progress=False)
     report = None
-    if args.init == "random":
+    if args.student:
+        model = load_student(args.student, config, options)
+    elif args.init == "random":
         model = csg_hub.CSGForImageClassification(config)
     else:
         calibration = None
@@ -109,12 +125,20 @@ def main(argv: list[str] | None = None) -> dict:
             **{**options, "base_model": parent_name},
         )  # fmt: skip
         model.config.id2label, model.config.label2id = config.id2label, config.label2id
+    # the stored values are what every forward pass sees from here on (the context ends after training)
+    quantized = contextlib.ExitStack()
+    if args.qat:
+        quantized.enter_context(QuantizationAware(model))
+    if not args.student or args.qat:
         recalibrate_batchnorm(model, classification_loader(train_set, data_config, training.batch_size, True,
                                                            args.seed, **loaders), args.bn_batches)  # fmt: skip
     model.eval()
     epoch0 = evaluate(model, eval_loader, progress=False)
+    start_name = f"student {args.student}" if args.student else f"{args.init} init"
     if state.is_main_process:
-        print(f"parent top-1 {parent_metrics['top1']:.2f}%; after {args.init} init: {epoch0['top1']:.2f}%", flush=True)
+        print(f"parent top-1 {parent_metrics['top1']:.2f}%; after {start_name}"
+              f"{f' ({args.storage_dtype}, BatchNorm recalibrated)' if args.qat else ''}: {epoch0['top1']:.2f}%",
+              flush=True)  # fmt: skip
 
     def log(record: dict) -> None:
         tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
@@ -131,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss = DistillationLoss(parent, args.temperature, 1.0 if args.no_labels else args.alpha)
         history = fit(model, train_loader, training, eval_loader, output_dir, resume=args.resume, on_epoch_end=log,
                       loss_fn=loss)  # fmt: skip
+    quantized.close()  # the float weights are back; saving stores exactly the values evaluated last
     final = {k.removeprefix("eval_"): v for k, v in history[-1].items() if k.startswith("eval_")} if history else epoch0
     if not state.is_main_process:
         return {"final": final, "history": history}
@@ -158,7 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {
         "command": command,
         "parent": args.parent,
-        "init": args.init,
+        "init": "student" if args.student else args.init,
+        "student": args.student,
+        "qat": {k: getattr(args, k) for k in STORAGE_FIELDS} if args.qat else None,
         "fit_report": report,
         "loss": "kd" if args.no_labels or args.alpha == 1 else ("labels" if args.alpha == 0 else "kd+labels"),
         "temperature": args.temperature,
@@ -185,6 +212,30 @@ def main(argv: list[str] | None = None) -> dict:
         commit = csg_hub.CSGForImageClassification.from_pretrained(model_dir).push_to_hub(args.push_to_hub)
         print(f"pushed {args.push_to_hub}@{commit.oid}")
     return metrics
+
+
+def load_student(source: str, config, options: dict):
+    """The CSG model at `source`, checked against the parent's config (`config`), with the --storage-* options;
+    a CSG flag given with another value than the student's is refused rather than ignored."""
+    import dataclasses as dc
+
+    import csg_hub
+
+    student = csg_hub.CSGForImageClassification.from_pretrained(source)
+    ours = student.config
+    for name in ("architecture", "in_chans", "image_size", "id2label"):
+        if getattr(ours, name) != getattr(config, name):
+            raise SystemExit(f"--student {source} has {name}={getattr(ours, name)!r}, the parent "
+                             f"{getattr(config, name)!r}: it is not a CSG model of this parent.")  # fmt: skip
+    defaults = {f.name: f.default for f in dc.fields(type(ours))}
+    for name, value in options.items():
+        if name in STORAGE_FIELDS:
+            setattr(ours, name, value)
+        elif value != defaults[name] and value != getattr(ours, name):
+            raise SystemExit(f"--{name.replace('_', '-')} {value!r} contradicts --student {source} "
+                             f"({name}={getattr(ours, name)!r}); the student's CSG settings are kept.")  # fmt: skip
+    ours.validate()
+    return student
 
 
 if __name__ == "__main__":

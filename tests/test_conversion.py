@@ -176,3 +176,34 @@ def test_convert_script(tmp_path, extra):
         with pytest.raises(SystemExit, match="neither a folder here nor a Hub repo id"):
             zoo_table.main(["--runs", str(tmp_path / "moved"), "--markdown", "", "--plot", "", "--export-to",
                             str(tmp_path / "cards2")])  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_convert_script_fine_tunes_a_student_against_its_int4_storage(tmp_path, capsys):
+    from csg_hub.data import FASHION_MNIST_CLASSES, fashion_mnist_dataset_dict
+
+    fashion_mnist_dataset_dict(limit=96).save_to_disk(tmp_path / "data")
+    torch.manual_seed(0)
+    parent = timm.create_model("test_resnet", num_classes=10, in_chans=1)
+    csg_hub.save_timm(parent, tmp_path / "parent", label_names=FASHION_MNIST_CLASSES, rgb_stem=False,
+                      data_config={"input_size": (1, 28, 28), "mean": (0.3,), "std": (0.35,)})  # fmt: skip
+    common = ["--parent", str(tmp_path / "parent"), "--dataset", str(tmp_path / "data"), "--batch-size", "32",
+              "--bn-batches", "2"]  # fmt: skip
+    _convert_main()([*common, "--slice-size", "8", "--code-dim", "16", "--epochs", "0", "--output-dir",
+                     str(tmp_path / "first")])  # fmt: skip
+    student = str(tmp_path / "first" / "model")
+    qat = [*common, "--student", student, "--qat", "--storage-dtype", "int4", "--storage-scope", "all",
+           "--storage-group-size", "32", "--epochs", "1", "--output-dir", str(tmp_path / "qat")]  # fmt: skip
+    metrics = _convert_main()(qat)
+    assert metrics["init"] == "student" and metrics["qat"]["storage_group_size"] == 32
+    # what training evaluated last is what was stored: the reloaded int4 model scores the same
+    assert metrics["final_stored"] == {**metrics["final_stored"], **{k: metrics["final"][k] for k in ("top1", "loss")}}
+    config = json.loads((tmp_path / "qat" / "model" / "config.json").read_text())
+    assert (config["storage_dtype"], config["storage_scope"], config["storage_group_size"]) == ("int4", "all", 32)
+    assert (config["slice_size"], config["code_dim"]) == (8, 16)  # the student's settings
+    with pytest.raises(SystemExit, match="--code-dim 32 contradicts --student"):
+        _convert_main()([*qat, "--code-dim", "32"])
+    with pytest.raises(SystemExit):
+        _convert_main()([*common, "--student", student, "--qat", "--output-dir", str(tmp_path / "x")])
+    assert "--qat trains against the stored weights" in capsys.readouterr().err

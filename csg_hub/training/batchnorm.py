@@ -28,10 +28,11 @@ def recalibrate_batchnorm(
         m.momentum = None  # cumulative average over the batches seen
     model.train()
     device = next(model.parameters()).device
-    for i, (inputs, _) in enumerate(batches):
-        if i >= num_batches:
-            break
-        model(inputs.to(device))
+    with torch.no_grad():
+        for i, (inputs, _) in enumerate(batches):
+            if i >= num_batches:
+                break
+            model(inputs.to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.train(was_training)
