@@ -23,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_ID = "zalando-datasets/fashion_mnist"
-STORAGE_KEYS = ("float32", "float16/csg", "float16/all", "bfloat16/csg", "bfloat16/all", "int8/csg", "int8/all")
+STORAGE_KEYS = ("float32", "float16/csg", "float16/all", "bfloat16/csg", "bfloat16/all", "int8/csg", "int8/all",
+                "int4/csg", "int4/all", "int2/csg", "int2/all")  # int4 / int2 at each config's storage_group_size
 COLUMNS = [
     "model", "repo_id", "architecture", "setting", "img_size", "top1", "top5", "stored_params", "materialized_params",
     "storage", "checkpoint_bytes", *(f"bytes_{k.replace('/', '_')}" for k in STORAGE_KEYS), "dense_twin",
