@@ -152,9 +152,11 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     # the frontier finds the run from the card's training command and measures each storage from the run's
     # float32 weights (its resume checkpoint); int8/all from them is exactly the published checkpoint
     frontier = ["--cards", str(tmp_path / "hub"), "--runs", zoo, "--dataset", str(tmp_path / "data")]
+    frontier += ["--extra-points"]  # none: the repo's runs/quant etc. name twins that are not here
     points = {p["storage"]: p for p in _script("frontier").main([*frontier, "--output", str(tmp_path / "f1")])}
-    assert set(points) == {"float32", "float16/all", "int8/csg", "int8/all"}
+    assert set(points) >= {"float32", "float16/all", "int8/csg", "int8/all"}  # and int4 / int2 once stored
     assert {p["run"] for p in points.values()} == {"run8"}
+    assert {(p["method"], p["twin"]) for p in points.values()} == {("csg", None)}  # no --dense-baseline
     assert points["float32"]["top1"] == int8["final"]["top1"]
     assert points["int8/all"]["top1"] == int8["final_stored"]["top1"]
     assert points["int8/all"]["bytes"] == (tmp_path / "hub/flagship/model.safetensors").stat().st_size
@@ -174,6 +176,58 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     zoo_table.HUB_NAMES = {"run": "flagship", "run2": "flagship"}
     with pytest.raises(SystemExit, match="Two runs would export to .*flagship"):
         zoo_table.main(["--runs", zoo, "--markdown", "", "--plot", "", "--export-to", str(tmp_path / "hub")])
+
+
+def test_frontier_panels_group_by_twin(tmp_path):
+    """One panel and one table per dense twin, each point against its own twin; merged points name their twin
+    (a missing or unknown one is an error naming the file)."""
+    from csg_hub.configuration import STORAGE_DTYPES
+
+    frontier = _script("frontier")
+
+    def point(name, twin, method, storage, size, top1, **extra):
+        return {"name": name, "run": name.split("__")[0], "twin": twin, "method": method, "storage": storage,
+                "bits": frontier.bits_of(storage), "bytes": size, "top1": top1, **extra}  # fmt: skip
+
+    points = [point("d28__fp32", "d28", "dense", "fp32", 40_000_000, 91.0),
+              point("d28__int8", "d28", "dense-roundtrip", "int8", 10_000_000, 90.9),
+              point("c28__int8-all", "d28", "csg", "int8/all", 600_000, 89.5),
+              point("d56__fp32", "d56", "dense", "fp32", 40_000_000, 93.0),
+              point("c56__float32", "d56", "csg", "float32", 4_000_000, 92.5)]  # fmt: skip
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    quanto = point("d28__quanto-int4", "d28", "quanto", "int4", 5_000_000, 90.0, command="python scripts/q.py")
+    (extra / "quanto.json").write_text(json.dumps(quanto))
+    vae = point(
+        "c28__weight-vae-shared", "d28", "weight-vae-shared", "vae-latents+decoder/N", 300_000.4, 88.0, bits=None
+    )
+    (extra / "vae.json").write_text(json.dumps(vae))  # no bit width: coloured as weight-VAE
+    merged = frontier.load_extra_points([extra, tmp_path / "not-yet"])  # a missing folder is skipped
+    groups = frontier.group_by_twin(points + merged)
+    assert list(groups) == ["d28", "d56"]
+    assert [p["name"] for p in groups["d28"]] == [
+        "d28__fp32", "d28__int8", "c28__int8-all", "d28__quanto-int4", "c28__weight-vae-shared"
+    ]  # fmt: skip
+    assert [frontier.storage_class(p) for p in groups["d28"]] == ["fp32", "int8", "int8", "int4", "weight-VAE"]
+    assert [p["name"] for p in groups["d56"]] == ["d56__fp32", "c56__float32"]
+    text = frontier.table(points + merged, {"d28": "resnet18 28x28, 10 ep"})
+    assert "### resnet18 28x28, 10 ep: twin `d28` (fp32: 40,000,000 bytes, 91.00%)" in text
+    assert "| c28__int8-all | csg | int8/all | 600,000 | 66.7x | 89.50% | -1.50 |" in text
+    assert "| c56__float32 | csg | float32 | 4,000,000 | 10.0x | 92.50% | -0.50 |" in text
+    assert (
+        "| c28__weight-vae-shared | weight-vae-shared | vae-latents+decoder/N | 300,000 | 133.3x | 88.00% | -3.00 |"
+        in text
+    )
+    frontier.plot(points + merged, tmp_path / "frontier.png")
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+
+    (extra / "other.json").write_text(json.dumps({**quanto, "name": "x", "twin": "d32"}))
+    with pytest.raises(SystemExit, match=r"other\.json: twin 'd32' is not a dense twin here \(known: d28, d56\)"):
+        frontier.group_by_twin(points + frontier.load_extra_points([extra]))
+    (extra / "other.json").write_text(json.dumps({k: v for k, v in quanto.items() if k != "twin"}))
+    with pytest.raises(SystemExit, match=r"other\.json: no 'twin'"):
+        frontier.load_extra_points([extra])
+    assert (("int4", "all") in frontier.csg_settings()) == ("int4" in STORAGE_DTYPES)
 
 
 # --- bad input ------------------------------------------------------------------------------------
