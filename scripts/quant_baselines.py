@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-SCHEME = re.compile(r"^(quanto|torchao)-int(8|4|2)(?:-g(\d+|axis))?$")
+SCHEME = re.compile(r"^(quanto|torchao)-int(8|4|2)(?:-g(\d+|axis))?(-hqq)?$")
 NOTES = {
     "quanto": "asymmetric (scale + shift, both float32 like the model) per group of the flattened fan-in "
     "(in_ch*kh*kw) of one output channel; quanto picks the group (128, else 96/64/32 dividing the fan-in, "
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-split", default="test")
     p.add_argument("--train-split", default="train")
     p.add_argument("--schemes", nargs="+", default=["quanto-int8", "quanto-int4", "quanto-int2"],
-                   help="(quanto|torchao)-int(8|4|2)[-gN|-gaxis]")  # fmt: skip
+                   help="(quanto|torchao)-int(8|4|2)[-gN|-gaxis][-hqq] (-hqq: quanto's HqqOptimizer)")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N images only (smoke tests)")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only (smoke tests)")
     p.add_argument("--output", default="runs/quant/baselines", help="folder for points/*.json and baselines.md")
@@ -79,7 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for scheme in args.schemes:
         match = SCHEME.match(scheme)
         if not match:
-            p.error(f"unknown scheme {scheme!r}: (quanto|torchao)-int(8|4|2)[-gN|-gaxis]")
+            p.error(f"unknown scheme {scheme!r}: (quanto|torchao)-int(8|4|2)[-gN|-gaxis][-hqq]")
+        if match[4] and (match[1] != "quanto" or match[2] == "8"):
+            p.error(f"{scheme}: -hqq is quanto's optimizer for int4 / int2 scales and shifts")
         if match[1] == "quanto" and match[2] == "8" and match[3] not in (None, "axis"):
             p.error(f"{scheme}: quanto stores int8 weights per output channel only (no groups)")
         if args.qat_epochs and match[1] != "quanto":
@@ -98,13 +100,14 @@ def _is_weight_layer(module) -> bool:
     return isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
 
 
-def quanto_quantize(model, bits: int, group: str | None):
+def quanto_quantize(model, bits: int, group: str | None, hqq: bool = False):
     """quanto's QConv2d / QLinear in place of every Conv2d / Linear (not frozen: trainable with fake-quantized
-    weights). `group`: None keeps quanto's own choice; "axis" or a group size overrides it per layer. Returns
+    weights). `group`: None keeps quanto's own choice; "axis" or a group size overrides it per layer. `hqq`:
+    quanto's HqqOptimizer picks the scales and shifts (default: min / max). Returns
     `{layer: group size or "axis"}`."""
-    from optimum.quanto import qint2, qint4, qint8, quantize
+    from optimum.quanto import HqqOptimizer, qint2, qint4, qint8, quantize
 
-    quantize(model, weights={8: qint8, 4: qint4, 2: qint2}[bits])
+    quantize(model, weights={8: qint8, 4: qint4, 2: qint2}[bits], optimizer=HqqOptimizer() if hqq else None)
     groups = {}
     for name, module in model.named_modules():
         if not hasattr(module, "weight_group_size") or module.weight_qtype is None:
@@ -216,13 +219,13 @@ def measure(args, scheme: str, parent_path: str, eval_loader, train_loader=None,
     from csg_hub.evaluation import evaluate
 
     start = time.perf_counter()
-    library, bits, group = SCHEME.match(scheme).groups()
+    library, bits, group, hqq = SCHEME.match(scheme).groups()
     bits = int(bits)
     model, _, _ = load_dense(parent_path)
     model = model.float().eval()
     layers = [n for n, m in model.named_modules() if _is_weight_layer(m)]
     quantize = quanto_quantize if library == "quanto" else torchao_quantize
-    groups = quantize(model, bits, group)
+    groups = quanto_quantize(model, bits, group, bool(hqq)) if library == "quanto" else quantize(model, bits, group)
     extra: dict = {}
     if train_loader is not None:
         extra = train_qat(args, model, parent_path, train_loader, eval_loader, scheme)
@@ -255,7 +258,7 @@ def measure(args, scheme: str, parent_path: str, eval_loader, train_loader=None,
     version = _library_version(library)
     float_layers = [n for n in layers if n not in groups]
     storage = storage_label(bits, groups, float_layers)
-    method = library if train_loader is None else "quanto-qat-kd"
+    method = (library if train_loader is None else "quanto-qat-kd") + ("-hqq" if hqq else "")
     twin = Path(parent_path).parent.name if Path(parent_path).name == "model" else Path(parent_path).name
     point = {
         "name": f"{twin}__{method}-{storage}",

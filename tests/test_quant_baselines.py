@@ -78,3 +78,12 @@ def test_storage_label():
     assert qb.storage_label(4, {"a": 128, "b": 128, "c": "axis"}, []) == "int4/g128+axis"
     assert qb.storage_label(8, {"a": "axis"}, []) == "int8/axis"
     assert qb.storage_label(4, {"a": 64}, ["conv1"]) == "int4/g64+fp32-conv1"
+
+
+def test_schemes_are_checked():
+    qb = _script()
+    assert qb.parse_args(["--schemes", "quanto-int2-g32-hqq", "torchao-int4-gaxis"]).schemes[0] == "quanto-int2-g32-hqq"
+    for bad in (["--schemes", "quanto-int8-g64"], ["--schemes", "torchao-int4-hqq"], ["--schemes", "quanto-int3"],
+                ["--schemes", "torchao-int4", "--qat-epochs", "1"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            qb.parse_args(bad)
