@@ -458,43 +458,43 @@ def plot(points: list[dict], path: Path, labels: dict | None = None) -> None:
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.3 * nrows + 1.0), squeeze=False)
     for ax, (twin, group) in zip(axes.flat, groups.items()):
         anchor = group[0] if twin is not None else None
-        top1s = [p["top1"] for p in group]
-        floor = anchor["top1"] - FLOOR if anchor else min(top1s) - 0.5
-        low = max(min(top1s) - 0.3, floor)
-        high = max(top1s + ([anchor["top1"]] if anchor else [])) + 0.3
+        ref = anchor["top1"] if anchor else None
+        floor = ref - FLOOR if anchor else min(p["top1"] for p in group) - 0.5
+        shown = [p for p in group if p["top1"] >= floor]
+        dropped = [p for p in group if p["top1"] < floor]  # drawn on the panel's floor, their range noted
+        low = min([p["top1"] for p in shown] + ([ref - 1] if anchor else [])) - 0.3
+        low = floor - 0.25 if dropped else low
+        high = max([p["top1"] for p in shown] + ([ref] if anchor else [])) + 0.3
         if anchor:
-            ref = anchor["top1"]
-            low = min(low, ref - 1.3)
             ax.axhline(ref, color="black", lw=0.9)
             ax.axhline(ref - 1, color="black", lw=0.9, ls="--")
             for times in (60, 100):
                 ax.axvline(anchor["bytes"] / times, color="black", lw=0.8, ls=":")
                 ax.text(anchor["bytes"] / times, high, f" {times}x", fontsize=7, va="top", ha="left")
-        chains: dict[tuple, list[dict]] = {}  # one thin line through each run's points of one method
-        for p in group:
+        chains: dict[tuple, list[dict]] = {}  # one thin line through each run's shown points of one method
+        for p in shown:
             if p.get("run"):
                 kind = "dense" if p["method"].startswith("dense") else p["method"]
                 chains.setdefault((p["run"], kind), []).append(p)
         run_labels = []
         for (run, kind), chain in sorted(chains.items()):
             chain.sort(key=lambda p: p["bytes"])
-            ys = [max(p["top1"], low) for p in chain]
-            ax.plot([p["bytes"] for p in chain], ys, "-", color="0.75", lw=0.7, zorder=1)
+            ax.plot([p["bytes"] for p in chain], [p["top1"] for p in chain], "-", color="0.75", lw=0.7, zorder=1)
             if kind != "dense":  # a dense twin's own points under another method (quanto, ...): the method
-                run_labels.append((chain[0]["bytes"], ys[0], kind if run == twin else _short_run(run, twin)))
+                run_labels.append((chain[0]["bytes"], chain[0]["top1"], kind if run == twin else _short_run(run, twin)))
         for x, y, at, text in _spread(run_labels, (high - low) * 0.045):  # left of each run's smallest point
             ax.annotate(text, (x, y), xytext=(x / 1.35, at), ha="right", va="center", fontsize=5.5, color="0.3",
                         arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.4})  # fmt: skip
-        below = 0
-        for p in sorted(group, key=lambda p: p["bytes"]):
+        for p in group:
             colour = colours[storage_class(p)]
             edge = "black" if p is anchor else colour
-            ax.plot(p["bytes"], max(p["top1"], low), markers[p["method"]], color=colour, mec=edge, ms=6, mew=0.6,
-                    zorder=3, clip_on=False)  # fmt: skip
-            if p["top1"] < low:  # far below the twin: drawn on the panel's floor with its value
-                ax.annotate(f"{p['top1']:.1f}%", (p["bytes"], low), fontsize=5.5, xytext=(0, 5 + 7 * (below % 2)),
-                            textcoords="offset points", ha="center", color=colour)  # fmt: skip
-                below += 1
+            ax.plot(p["bytes"], p["top1"] if p in shown else low, markers[p["method"]], color=colour, mec=edge,
+                    ms=6, mew=0.6, zorder=3, clip_on=False, alpha=1 if p in shown else 0.6)  # fmt: skip
+        if dropped:
+            lowest, highest = min(p["top1"] for p in dropped), max(p["top1"] for p in dropped)
+            ax.text(0.99, 0.04, f"on the floor: {len(dropped)} more than {FLOOR:g} points below the twin "
+                    f"({lowest:.1f}-{highest:.1f}%)", transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
+                    color="0.25")  # fmt: skip
         ax.set_ylim(low, high)
         if anchor:
             ax.set_xlim(min(min(p["bytes"] for p in group), anchor["bytes"] / 100) / 1.6, anchor["bytes"] * 1.6)
