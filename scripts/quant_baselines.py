@@ -91,6 +91,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+METHOD_NOTES = {
+    "quanto-hqq": "the same storage, scales and shifts chosen by quanto's HqqOptimizer (half-quadratic, 20 "
+    "iterations) instead of min / max; on per-channel conv layers quanto 0.2.7's HQQ shift is not reduced over "
+    "the whole fan-in: (out, 1, 7, 1) for the 7x7 stem, one float32 per weight (out, in, 1, 1) for the 1x1 "
+    "downsamples (resnet18: 163,840 bytes more than min / max), counted as stored",
+    "quanto-qat-kd": "quanto's trainable fake-quantized weights (straight-through gradients; scales and shifts "
+    "recomputed from the weights every step), fine-tuned by csg_hub.training.fit with DistillationLoss(parent, "
+    "T=4, alpha=0.9) and convert.py's recipe (SGD lr 0.05, warm-up 0.2 epoch, cosine, label smoothing 0.1, "
+    "batch 128), then frozen; wall s includes training",
+}
+
+
 # ---- quantization (library calls) ------------------------------------------------------------------------
 
 
@@ -329,6 +341,8 @@ def table(points: list[dict], parent_bytes: int, parent_top1: float) -> str:
                      f"| {p['wall_seconds']:.0f} |")  # fmt: skip
     notes = {p["method"].split("-")[0] + ("-int8" if p["bits"] == 8 and p["method"] == "quanto" else ""): p["notes"]
              for p in points if p.get("notes")}  # fmt: skip
+    methods = {p["method"] for p in points}
+    notes.update({k: v for k, v in METHOD_NOTES.items() if any(m.startswith(k) for m in methods)})
     lines += ["", *(f"- {k}: {v}." for k, v in sorted(notes.items()))] if notes else []
     return "\n".join(lines) + "\n"
 
