@@ -19,6 +19,10 @@ load on a shared machine. Latency rows use many rounds of one call each (`--infe
 - with `--compile`, the same training steps and inference of `torch.compile`d dense and CSG models
   (compilation happens in the warm-up calls, outside the timings);
 - weight-VAE encode and decode time per million parameters;
+- an entropy-coding layer over packed int4 / int2 checkpoints (`--sections entropy`, the folders of
+  `--entropy-models`): bytes of the safetensors file as saved, compressed by lzma and zlib, and the order-0
+  entropy bound of its packed codes (what an arithmetic coder of the codes alone would reach), and
+  `from_pretrained` of the plain folder against decompressing the lzma file and loading that;
 - `model.push_to_hub` (folder, card with the storage table and MACs, one commit) against `create_repo` +
   `save_pretrained` + `HfApi.upload_folder` of the same model, to a local Hub-protocol server, a fresh repo
   each call.
@@ -40,7 +44,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SECTIONS = ("training", "inference", "loading", "push")  # the sections with comparison rows
+SECTIONS = ("training", "inference", "loading", "push", "entropy")  # the sections with comparison rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,9 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sections",
         nargs="*",
         default=["training", "inference", "loading", "vae", "push"],
-        choices=["training", "inference", "loading", "vae", "push"],
+        choices=["training", "inference", "loading", "vae", "push", "entropy"],
         help="what to measure",
     )
+    p.add_argument("--entropy-models", nargs="*", default=None,
+                   help="int4/int2 model folders for --sections entropy (default: runs/quant/csg/*/model)")
     p.add_argument("--compile", action="store_true", help="add torch.compile'd dense and CSG variants")
     p.add_argument("--quick", action="store_true", help="resnet18 only, fp32, 3 rounds of 1 call: a smoke run")
     p.add_argument("--output", default="runs/bench/bench.json", help="JSON path; the table goes next to it (.md)")
@@ -319,6 +325,45 @@ def bench_loading(args, architecture: str) -> dict:
     return summary
 
 
+def bench_entropy(args, folder: str) -> dict:
+    import lzma
+    import zlib
+
+    import safetensors.torch
+    import torch
+
+    import csg_hub
+    from csg_hub.storage import PACKED_BITS, _unpack
+
+    config = json.loads(Path(folder, "config.json").read_text())
+    bits = PACKED_BITS.get(config.get("storage_dtype"))
+    if bits is None:
+        raise SystemExit(f"{folder} is not stored as int4 or int2 (storage_dtype {config.get('storage_dtype')!r}).")
+    raw = Path(folder, "model.safetensors").read_bytes()
+    packed, bound = 0, 0.0
+    for tensor in safetensors.torch.load(raw).values():
+        if tensor.dtype == torch.uint8:
+            codes = _unpack(tensor, bits).flatten()
+            p = torch.bincount(codes.long()).float()
+            p = p[p > 0] / codes.numel()
+            packed, bound = packed + tensor.numel(), bound - float((p * p.log2()).sum()) * codes.numel() / 8
+    compressed = lzma.compress(raw, preset=9)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("config.json", "preprocessor_config.json"):
+            (Path(tmp) / name).write_bytes(Path(folder, name).read_bytes())
+
+        def coded():
+            (Path(tmp) / "model.safetensors").write_bytes(lzma.decompress(compressed))
+            return csg_hub.CSGForImageClassification.from_pretrained(tmp)
+
+        variants = {"plain": lambda: csg_hub.CSGForImageClassification.from_pretrained(folder), "lzma": coded}
+        samples = interleaved(variants, args.repeats, 1)
+    summary = summarize(samples, "plain")
+    summary["plain"]["bytes"] = {"file": len(raw), "lzma": len(compressed), "zlib": len(zlib.compress(raw, 9)),
+                                 "packed_codes": packed, "codes_order0_bound": round(bound)}  # fmt: skip
+    return summary
+
+
 def start_hub_server():
     """A Hub-protocol server on 127.0.0.1 that every huggingface_hub call of this process goes to (set before
     huggingface_hub is imported, which reads the endpoint once)."""
@@ -418,6 +463,14 @@ def markdown(results: dict) -> str:
         for key, rows in results["loading"].items():
             d, c = rows["dense"]["checkpoint_bytes"], rows["csg"]["checkpoint_bytes"]
             lines.append(f"| {key.split('/')[0]} | {d:,} | {c:,} | {d / c:.2f}x smaller |")
+    if results.get("entropy"):
+        lines += ["", "| int4/int2 checkpoint | file bytes | lzma | zlib | packed codes | their order-0 entropy bound |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for key, rows in results["entropy"].items():
+            b = rows["plain"]["bytes"]
+            lines.append(f"| {key.split('/')[0]} | {b['file']:,} | {b['lzma']:,} ({b['lzma'] / b['file']:.3f}) "
+                         f"| {b['zlib']:,} ({b['zlib'] / b['file']:.3f}) | {b['packed_codes']:,} "
+                         f"| {b['codes_order0_bound']:,} (saves {b['packed_codes'] - b['codes_order0_bound']:,}) |")  # fmt: skip
     if "vae" in results:
         vae = results["vae"]
         vae_line = (
@@ -435,6 +488,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    entropy_models = args.entropy_models
+    if entropy_models is None:
+        entropy_models = [str(p.parent) for p in sorted(Path("runs/quant/csg").glob("*/model/config.json"))]
     jobs = (
         [("training", f"{a}/step b{args.train_batch} {p}", bench_training, (a, p)) for a in args.architectures
          for p in args.precisions]
@@ -442,6 +498,7 @@ def main(argv: list[str] | None = None) -> dict:
            for b in args.inference_batches]
         + [("loading", f"{a}/from_pretrained", bench_loading, (a,)) for a in args.architectures]
         + [("push", f"{a}/push_to_hub", bench_push, (a,)) for a in args.architectures]
+        + [("entropy", f"{Path(f).parent.name}/from_pretrained", bench_entropy, (f,)) for f in entropy_models]
     )  # fmt: skip
     jobs = [job for job in jobs if job[0] in args.sections]
     server = start_hub_server() if "push" in args.sections else None
