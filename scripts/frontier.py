@@ -10,8 +10,9 @@ conversion's `--parent`) whose weights are on disk (`runs/zoo/<run>/model`): flo
 round trips through fp16, int8 and int4 (per-channel, `csg_hub.vae.baselines`; method "dense-roundtrip"); a
 dense twin without weights contributes the points measured while they were on disk (`--dense-runs` measures a
 dense run before its CSG twins exist), else its float32 point from its metrics.json (bytes = 4 x (parameters
-+ buffers)). Points measured by other scripts (`--extra-points`: optimum-quanto / torchao baselines, sub-8-bit
-CSG with quantization-aware training, a shared weight-VAE) are merged in; each names its `twin`.
++ buffers)). Each `convert.py --qat` run under `--qat-runs` is one point (method "csg-kd-qat"): its stored
+model, reloaded through `from_pretrained` and evaluated by convert.py. Points measured by other scripts
+(`--extra-points`: optimum-quanto / torchao baselines, a shared weight-VAE) are merged in; each names its `twin`.
 
 One JSON per point in `--output/points/`; `frontier.png`, one panel per dense twin (architecture and input
 size): each point against its own twin, method told by marker, storage bit width by colour, lines at the
@@ -32,7 +33,7 @@ from pathlib import Path
 CSG_SETTINGS = [("float16", "all"), ("int8", "csg"), ("int8", "all")]
 SUB8_SETTINGS = [("int4", "all"), ("int2", "all")]  # measured once csg_hub.configuration.STORAGE_DTYPES has them
 DENSE_SCHEMES = ("fp16", "int8", "int4")
-EXTRA_POINTS = ("runs/quant/baselines/points", "runs/quant/csg/points", "runs/vae/zoo-shared/points")
+EXTRA_POINTS = ("runs/quant/baselines/points", "runs/vae/zoo-shared/points")
 EXTRA_KEYS = ("name", "storage", "bytes", "top1", "twin", "method")  # a merged point's required fields, and "bits"
 
 FLOOR = 2.5  # a panel shows this many points below its twin; a point further down sits on the floor with its value
@@ -83,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="runs/convert",
         help="conversion runs (scripts/convert.py: metrics.json per run, the dense parent is the twin)",
     )
+    p.add_argument("--qat-runs", default="runs/quant/csg",
+                   help="convert.py --qat runs (one sub-folder each): each is one point, its stored model reloaded "
+                        "through from_pretrained and evaluated by convert.py (metrics.json's final_stored)")  # fmt: skip
     p.add_argument("--extra-points", nargs="*", default=list(EXTRA_POINTS),
                    help="folders of point JSONs measured by other scripts, merged in (the schema of "
                         "--output/points/*.json plus 'twin', 'method', 'bits', optional 'command'); a missing "
@@ -528,6 +532,32 @@ def markdown(points: list[dict], labels: dict | None = None) -> str:
             f"(frontier.png)\n\n{HOW_TO_READ}\n\n{ANCHORS}\n\n{table(points, labels)}")  # fmt: skip
 
 
+def qat_points(folder: Path, out: Path) -> list[dict]:
+    """One point per `convert.py --qat` run under `folder`: its model folder's bytes and the top-1 convert.py
+    measured on it after reloading it through `from_pretrained` (the values quantization-aware training used)."""
+    points = []
+    for metrics_file in sorted(folder.glob("*/metrics.json")) if folder.is_dir() else []:
+        run = {**json.loads(metrics_file.read_text()), "name": metrics_file.parent.name}
+        if not run.get("qat") or not run.get("final_stored"):
+            continue
+        qat = run["qat"]
+        dtype, scope, group = qat["storage_dtype"], qat["storage_scope"], qat["storage_group_size"]
+        storage = f"{dtype}/{scope}" + (f"/g{group}" if bits_of(dtype) < 8 else "")
+
+        def recorded(run=run, storage=storage, metrics_file=metrics_file) -> dict:
+            return {"run": run["name"], "model": run["config"]["architecture"], "kind": "csg",
+                    "folder": str(metrics_file.parent / "model"), "storage": storage,
+                    "bytes": (metrics_file.parent / "model" / "model.safetensors").stat().st_size,
+                    "top1": run["final_stored"]["top1"], "num_samples": run["final_stored"]["num_samples"],
+                    "epochs": len(run["history"]), "student": run.get("student"), "command": run["command"],
+                    "source": f"{metrics_file} (final_stored: the saved model reloaded through from_pretrained)"}  # fmt: skip
+
+        meta = {"twin": _dense_run(run), "method": "csg-kd-qat" if "kd" in run["loss"] else "csg-qat",
+                "bits": bits_of(dtype)}  # fmt: skip
+        points.append(_point(out, f"{run['name']}__{dtype}-{scope}-qat", False, recorded, meta))
+    return points
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     runs, out = Path(args.runs), Path(args.output)
@@ -556,6 +586,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         points += csg_points(folder, run, dataset, out, args.redo, run_dir)
         if _dense_run(run):
             twins.add(_dense_run(run))
+    qat = qat_points(Path(args.qat_runs), out)
+    twins.update(p["twin"] for p in qat)
+    points += qat
     for twin in sorted(twins):
         points += dense_points(twin, runs, dataset, out, args.redo)
     taken = {p["name"]: p for p in points}

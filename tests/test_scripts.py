@@ -152,7 +152,7 @@ def test_train_with_resume_and_local_dataset(tmp_path):
     # the frontier finds the run from the card's training command and measures each storage from the run's
     # float32 weights (its resume checkpoint); int8/all from them is exactly the published checkpoint
     frontier = ["--cards", str(tmp_path / "hub"), "--runs", zoo, "--dataset", str(tmp_path / "data")]
-    frontier += ["--extra-points"]  # none: the repo's runs/quant etc. name twins that are not here
+    frontier += ["--qat-runs", str(tmp_path / "no-qat"), "--extra-points"]  # none: the repo's runs name other twins
     points = {p["storage"]: p for p in _script("frontier").main([*frontier, "--output", str(tmp_path / "f1")])}
     assert set(points) >= {"float32", "float16/all", "int8/csg", "int8/all"}  # and int4 / int2 once stored
     assert {p["run"] for p in points.values()} == {"run8"}
@@ -228,6 +228,24 @@ def test_frontier_panels_group_by_twin(tmp_path):
     with pytest.raises(SystemExit, match=r"other\.json: no 'twin'"):
         frontier.load_extra_points([extra])
     assert (("int4", "all") in frontier.csg_settings()) == ("int4" in STORAGE_DTYPES)
+
+
+def test_frontier_reads_qat_runs_as_points_of_their_parent(tmp_path):
+    frontier = _script("frontier")
+    run = tmp_path / "qat" / "tiny-int4"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "model.safetensors").write_bytes(b"x" * 1234)
+    metrics = {"command": "python scripts/convert.py ...", "parent": "runs/zoo/d28/model", "loss": "kd+labels",
+               "qat": {"storage_dtype": "int4", "storage_scope": "all", "storage_group_size": 32},
+               "config": {"architecture": "resnet18"}, "history": [{}, {}], "student": "s",
+               "final": {"top1": 80.0}, "final_stored": {"top1": 80.0, "num_samples": 100}}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "qat" / "plain").mkdir()
+    (tmp_path / "qat" / "plain" / "metrics.json").write_text(json.dumps({**metrics, "qat": None}))  # not QAT: skipped
+    [point] = frontier.qat_points(tmp_path / "qat", tmp_path / "out")
+    assert (point["twin"], point["method"], point["storage"], point["bits"]) == ("d28", "csg-kd-qat", "int4/all/g32", 4)
+    assert (point["bytes"], point["top1"], point["epochs"]) == (1234, 80.0, 2)
+    assert frontier.qat_points(tmp_path / "missing", tmp_path / "out") == []
 
 
 # --- bad input ------------------------------------------------------------------------------------
