@@ -221,15 +221,27 @@ def export(
             base_model=_base_model(run.get("parent"), namespace),
             weights_digest=recorded_digest(folder / "model.safetensors"),
             tags=[dataset_id.split("/")[-1], *(["distillation"] if run.get("parent") else [])],
-            notes=note + (
-                f" Converted from the dense parent `{run['parent']}` (`from_dense`, init {run['init']}) and trained "
-                f"{run['training']['epochs']} epochs against it by knowledge distillation (loss: {run['loss']})."
-                if run.get("parent") else ""
-            ),
+            notes=note + _conversion_note(run),
         )
         save_card(card, folder)  # README.md and .eval_results/*.yaml
         exported.append(folder)
     return exported
+
+
+def _conversion_note(run: dict) -> str:
+    """How a convert.py run made its model: fitted to the dense parent, or fine-tuned from a CSG student (with
+    quantization-aware training against its storage), then distilled from the parent."""
+    if not run.get("parent"):
+        return ""
+    epochs, loss = run["training"]["epochs"], run["loss"]
+    if run.get("init") != "student":
+        return (f" Converted from the dense parent `{run['parent']}` (`from_dense`, init {run['init']}) and trained "
+                f"{epochs} epochs against it by knowledge distillation (loss: {loss}).")  # fmt: skip
+    qat = run.get("qat")
+    how = (f" with quantization-aware training against its {qat['storage_dtype']} storage (scope "
+           f"{qat['storage_scope']}, groups of {qat['storage_group_size']}; straight-through estimator)") if qat else ""  # fmt: skip
+    return (f" Fine-tuned from the CSG model `{run['student']}` (a conversion of the dense parent `{run['parent']}`)"
+            f"{how} for {epochs} epochs, distilled from that parent (loss: {loss}).")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
