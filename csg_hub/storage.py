@@ -102,14 +102,16 @@ def dequantize_groups(codes: torch.Tensor, scales: torch.Tensor, bits: int, shap
     return values.reshape(-1)[: math.prod(shape)].reshape(shape)
 
 
-def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
+def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """`(groups, group_size)` codes of `bits` bits, `8 // bits` to a byte (the first in the lowest bits)."""
     per_byte = 8 // bits
     shifts = torch.arange(per_byte, dtype=torch.uint8) * bits
     lanes = codes.view(codes.shape[0], -1, per_byte) << shifts
     return lanes.sum(dim=2, dtype=torch.uint8)  # the lanes' bits do not overlap: the sum is their OR
 
 
-def _unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
+def unpack_codes(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """The `(groups, group_size)` codes that `pack_codes` packed."""
     shifts = torch.arange(8 // bits, dtype=torch.uint8) * bits
     return ((packed[..., None] >> shifts) & (2**bits - 1)).reshape(packed.shape[0], -1)
 
@@ -136,7 +138,7 @@ def encode(
             out[key + SCALE_SUFFIX] = scale.contiguous()
         elif dtype in PACKED_BITS:
             codes, scales = quantize_groups(tensor, PACKED_BITS[dtype], group_size)
-            out[key] = _pack(codes, PACKED_BITS[dtype]).contiguous()
+            out[key] = pack_codes(codes, PACKED_BITS[dtype]).contiguous()
             out[key + GROUP_SCALE_SUFFIX] = scales.contiguous()
         else:
             out[key] = tensor.to(_TORCH[dtype]).contiguous()
@@ -189,7 +191,7 @@ def decode(
         elif dtype == "int8":
             out[key] = (tensor.float().reshape(tensor.shape[0], -1) * scale[:, None]).reshape(tensor.shape)
         else:
-            out[key] = dequantize_groups(_unpack(tensor, PACKED_BITS[dtype]), scale, PACKED_BITS[dtype], shape)
+            out[key] = dequantize_groups(unpack_codes(tensor, PACKED_BITS[dtype]), scale, PACKED_BITS[dtype], shape)
     if bad_scales:
         raise ValueError(
             f"{source} holds {len(bad_scales)} {dtype} scale tensor(s) with values that are not finite positive "

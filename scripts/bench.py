@@ -333,7 +333,7 @@ def bench_entropy(args, folder: str) -> dict:
     import torch
 
     import csg_hub
-    from csg_hub.storage import PACKED_BITS, _unpack
+    from csg_hub.storage import PACKED_BITS, unpack_codes
 
     config = json.loads(Path(folder, "config.json").read_text())
     bits = PACKED_BITS.get(config.get("storage_dtype"))
@@ -343,7 +343,7 @@ def bench_entropy(args, folder: str) -> dict:
     packed, bound = 0, 0.0
     for tensor in safetensors.torch.load(raw).values():
         if tensor.dtype == torch.uint8:
-            codes = _unpack(tensor, bits).flatten()
+            codes = unpack_codes(tensor, bits).flatten()
             p = torch.bincount(codes.long()).float()
             p = p[p > 0] / codes.numel()
             packed, bound = packed + tensor.numel(), bound - float((p * p.log2()).sum()) * codes.numel() / 8

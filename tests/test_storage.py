@@ -240,7 +240,7 @@ def _set_scale(value: float):
          "without a valid float16 per-group"),
         ("packed tensor cut short", lambda t: t.update({(k := _first(t, ".codes")): t[k][:-1]}), "not stored as int4"),
         ("stored as int8", lambda t: t.update({(k := _first(t, ".codes")): t[k].to(torch.int8)}), "not stored as int4"),
-        ("stored unpacked float", lambda t: t.update({(k := _first(t, ".codes")): torch.zeros(4, 16)}),
+        ("stored unpacked float", lambda t: t.update({_first(t, ".codes"): torch.zeros(4, 16)}),
          "not stored as int4"),
         ("int8 scale beside int4", lambda t: t.update({"timm_model.fc.weight" + SCALE_SUFFIX: torch.ones(10)}),
          "scales for tensors that are not stored as int4"),

@@ -10,10 +10,15 @@ float weights, and saving the model stores exactly the values the last forward p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from ..storage import round_trip, stored_keys
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11
 
 
 class QuantizationAware:
@@ -36,7 +41,7 @@ class QuantizationAware:
         self._floats: dict[nn.Parameter, torch.Tensor] = {}
         self._handles: list = []
 
-    def __enter__(self) -> QuantizationAware:
+    def __enter__(self) -> Self:
         self._handles = [
             self.model.register_forward_pre_hook(self._to_stored),
             self.model.register_forward_hook(self._after_forward),
