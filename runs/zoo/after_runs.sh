@@ -12,8 +12,10 @@ for name in $NEW; do
   OMP_NUM_THREADS=1 $PY scripts/eval.py --model model_cards/$name --dataset data/fashion_mnist --split test \
     --pipeline --output runs/zoo/pipeline_check/$name.json > runs/zoo/pipeline_check/$name.log 2>&1 &
 done
-# every zoo CSG folder trained by train.py (the conversions have their own table: runs/convert)
-OMP_NUM_THREADS=1 $PY scripts/frontier.py --cards model_cards --output runs/frontier > runs/frontier/frontier.log 2>&1
+# every zoo CSG folder (train.py and convert.py runs), the small distilled conversions, the QAT runs
+# (runs/quant/csg) and the baselines' points
+OMP_NUM_THREADS=1 $PY scripts/frontier.py --cards model_cards --models runs/convert/kd-c32-2ep/model runs/convert/kd-s16c64-2ep/model \
+  runs/convert/kd-s16c32-3ep/model --output runs/frontier > runs/frontier/frontier.log 2>&1
 wait
 for name in $NEW; do
   echo "$name: $(python3 -c "import json; r=json.load(open('runs/zoo/pipeline_check/$name.json')); print(r['top1'], r['pipeline_top1'], r['pipeline_disagreements'])")" >> runs/zoo/pipeline_check/summary.txt
