@@ -457,10 +457,17 @@ def plot(points: list[dict], path: Path, labels: dict | None = None) -> None:
     storages = _ordered({storage_class(p) for p in points}, list(STORAGE_COLOURS))
     colours = {s: STORAGE_COLOURS.get(s, OTHER_COLOUR) for s in storages}
 
-    ncols = min(3, len(groups))
-    nrows = math.ceil(len(groups) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.3 * nrows + 1.0), squeeze=False)
-    for ax, (twin, group) in zip(axes.flat, groups.items()):
+    # the busiest panel (the twin most methods were measured against) gets a row of its own, twice as tall
+    busiest = max(groups, key=lambda twin: len(groups[twin]))
+    groups = {busiest: groups[busiest], **{t: g for t, g in groups.items() if t != busiest}}
+    ncols = min(3, max(1, len(groups) - 1))
+    rest_rows = math.ceil((len(groups) - 1) / ncols)
+    nrows = 2 + rest_rows  # the busiest panel spans two rows
+    fig = plt.figure(figsize=(5.6 * ncols, 4.3 * nrows + 1.0))
+    grid = fig.add_gridspec(nrows, ncols)
+    axes = [fig.add_subplot(grid[:2, :])]
+    axes += [fig.add_subplot(grid[2 + i // ncols, i % ncols]) for i in range(len(groups) - 1)]
+    for ax, (twin, group) in zip(axes, groups.items()):
         anchor = group[0] if twin is not None else None
         ref = anchor["top1"] if anchor else None
         floor = ref - FLOOR if anchor else min(p["top1"] for p in group) - 0.5
@@ -486,8 +493,9 @@ def plot(points: list[dict], path: Path, labels: dict | None = None) -> None:
             ax.plot([p["bytes"] for p in chain], [p["top1"] for p in chain], "-", color="0.75", lw=0.7, zorder=1)
             if kind != "dense":  # a dense twin's own points under another method (quanto, ...): the method
                 run_labels.append((chain[0]["bytes"], chain[0]["top1"], kind if run == twin else _short_run(run, twin)))
-        for x, y, at, text in _spread(run_labels, (high - low) * 0.045):  # left of each run's smallest point
-            ax.annotate(text, (x, y), xytext=(x / 1.35, at), ha="right", va="center", fontsize=5.5, color="0.3",
+        gap = (high - low) * 0.045 / (2 if ax is axes[0] else 1)  # the same spacing on the page in every panel
+        for x, y, at, text in _spread(run_labels, gap):  # left of each run's smallest point
+            ax.annotate(text, (x, y), xytext=(x / 1.35, at), ha="right", va="center", fontsize=6.5 if ax is axes[0] else 5.5, color="0.3",
                         arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.4})  # fmt: skip
         for p in group:
             colour = colours[storage_class(p)]
@@ -510,8 +518,6 @@ def plot(points: list[dict], path: Path, labels: dict | None = None) -> None:
         ax.set_ylabel("Fashion-MNIST test top-1 (%)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, which="both", alpha=0.25)
-    for ax in list(axes.flat)[len(groups) :]:
-        ax.axis("off")
     handles = [Line2D([], [], ls="", marker=markers[m], color="0.35", label=f"method: {m}") for m in methods]
     handles += [Line2D([], [], ls="", marker="s", ms=8, color=colours[s], label=f"storage: {s}") for s in storages]
     handles += [Line2D([], [], color="black", lw=0.9, label="twin fp32 top-1"),
