@@ -23,7 +23,7 @@ from transformers.utils import cached_file
 from .atomic_write import atomic_folder, recover
 from .configuration import CSGConfig
 from .errors import CheckpointError
-from .image_processing import CSGImageProcessor
+from .image_processing import CSGImageProcessor, check_processor_agrees
 from .integrity import DIGEST_KEY, verify_safetensors, write_safetensors
 from .storage import decode, encode, stored_keys
 from .timm_utils import classifier_names
@@ -102,6 +102,9 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
             pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         )
         check_binding(config, header, source)
+        processor_file = Path(source) / "preprocessor_config.json"
+        if processor_file.is_file():  # a local folder: its processor must describe the model's preprocessing
+            check_processor_agrees(json.loads(processor_file.read_text()), config.data_config, source)
     stored: dict[str, tuple[int, ...]] = {}
     load_from = pretrained_model_name_or_path
     reduced = isinstance(config, CSGConfig) and config.storage_dtype != "float32"

@@ -41,6 +41,7 @@ class CSGImageProcessor(BaseImageProcessor):
         interpolation: str = "bilinear",
         crop_pct: float = 1.0,
         crop_mode: str = "center",
+        config_data_config: dict[str, Any] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,6 +59,13 @@ class CSGImageProcessor(BaseImageProcessor):
         self.interpolation = interpolation
         self.crop_pct = float(crop_pct)
         self.crop_mode = crop_mode
+        # the data config of the config.json this processor was made from (`from_config`): a processor file
+        # edited since is refused however transformers loads it (5.25's AutoImageProcessor builds it from the
+        # file alone, without the folder's config.json)
+        self.config_data_config = config_data_config
+        if config_data_config is not None:
+            own = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
+            check_processor_agrees(own, config_data_config, "this processor")
         self._transform = image_transform(self.data_config)
 
     @property
@@ -75,9 +83,8 @@ class CSGImageProcessor(BaseImageProcessor):
     @classmethod
     def from_config(cls, config) -> CSGImageProcessor:
         """The processor a `CSGConfig` describes."""
-        data = config.data_config
-        return cls(**{**data, "input_size": list(data["input_size"]), "mean": list(data["mean"]),
-                      "std": list(data["std"])})  # fmt: skip
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in config.data_config.items()}
+        return cls(**data, config_data_config=data)
 
     @classmethod
     def get_image_processor_dict(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
@@ -98,7 +105,7 @@ class CSGImageProcessor(BaseImageProcessor):
             return processor, {k: v for k, v in kwargs.items() if k not in hub_kwargs and not k.startswith("_")}
         config = _csg_config(pretrained_model_name_or_path, hub_kwargs)
         if config is not None:
-            _check_agrees(processor, config.data_config, pretrained_model_name_or_path)
+            check_processor_agrees(processor, config.data_config, pretrained_model_name_or_path)
         return processor, rest
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,7 +154,8 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _check_agrees(processor: dict, data_config: dict, source) -> None:
+def check_processor_agrees(processor: dict, data_config: dict, source) -> None:
+    """Refuse (ValueError) a processor dict whose preprocessing differs from a config's `data_config`."""
     defaults = CSGImageProcessor.__init__.__defaults__
     names = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
     fallback = dict(zip(names, defaults))  # a field left out of the file takes the processor's default

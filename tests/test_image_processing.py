@@ -157,3 +157,23 @@ def test_crop_pct_resizes_larger_and_centre_crops():
     assert pixels.shape == (1, 1, 16, 16)  # still the model's input size
     # resized to 16 / 0.5 = 32, then the centre 16 x 16 kept
     assert torch.equal(pixels, _pixels(whole, image)[..., 8:24, 8:24])
+
+
+def test_a_processor_file_edited_after_saving_is_refused_by_every_loader(tmp_path):
+    """transformers 5.25's AutoImageProcessor builds the processor from preprocessor_config.json alone
+    (`from_dict`), never seeing config.json: the file carries the data config it was made from, and the model's
+    own loader compares a local folder's processor file with its config.json."""
+    import json
+
+    model = csg_hub.CSGForImageClassification(make_config("test_resnet", slice_size=8, code_dim=16))
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["config_data_config"]["mean"] == list(model.config.data_config["mean"])
+    CSGImageProcessor.from_dict(saved)  # as saved: fine
+    with pytest.raises(ValueError, match=r"preprocessor_config\.json of this processor disagrees.*mean \[0\.75\]"):
+        CSGImageProcessor.from_dict({**saved, "mean": [0.75]})
+    # an older file without the record, edited: the model's loader refuses the folder
+    del saved["config_data_config"]
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({**saved, "interpolation": "bicubic"}))
+    with pytest.raises(ValueError, match=r"disagrees with its config\.json.*interpolation bicubic vs"):
+        csg_hub.CSGForImageClassification.from_pretrained(tmp_path)
