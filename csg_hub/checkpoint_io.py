@@ -104,7 +104,12 @@ def load_checkpoint(cls, load: Callable[..., Any], pretrained_model_name_or_path
         check_binding(config, header, source)
         processor_file = Path(source) / "preprocessor_config.json"
         if processor_file.is_file():  # a local folder: its processor must describe the model's preprocessing
-            check_processor_agrees(json.loads(processor_file.read_text()), config.data_config, source)
+            try:
+                processor = json.loads(processor_file.read_text())
+            except json.JSONDecodeError as err:
+                raise CheckpointError(f"{processor_file} is not valid JSON ({err}): delete it (it is rebuilt from "
+                                      "config.json) or save the model again.") from err  # fmt: skip
+            check_processor_agrees(processor, config.data_config, source)
     stored: dict[str, tuple[int, ...]] = {}
     load_from = pretrained_model_name_or_path
     reduced = isinstance(config, CSGConfig) and config.storage_dtype != "float32"

@@ -64,6 +64,12 @@ class CSGImageProcessor(BaseImageProcessor):
         # file alone, without the folder's config.json)
         self.config_data_config = config_data_config
         if config_data_config is not None:
+            missing = [k for k, _ in _AGREEMENT if not isinstance(config_data_config, dict) or k not in config_data_config]
+            if missing:
+                raise ValueError(
+                    f"The processor's config_data_config (the config.json settings it was saved from) lacks "
+                    f"{missing}: preprocessor_config.json is corrupt; delete it (it is rebuilt from config.json)."
+                )
             own = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
             check_processor_agrees(own, config_data_config, "this processor")
         self._transform = image_transform(self.data_config)

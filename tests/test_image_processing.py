@@ -177,3 +177,17 @@ def test_a_processor_file_edited_after_saving_is_refused_by_every_loader(tmp_pat
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({**saved, "interpolation": "bicubic"}))
     with pytest.raises(ValueError, match=r"disagrees with its config\.json.*interpolation bicubic vs"):
         csg_hub.CSGForImageClassification.from_pretrained(tmp_path)
+
+
+def test_a_corrupt_processor_record_or_file_gets_a_clear_error(tmp_path):
+    import json
+
+    model = csg_hub.CSGForImageClassification(make_config("test_resnet", slice_size=8, code_dim=16))
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    for record in ("mean", {"mean": [0.5]}):
+        with pytest.raises(ValueError, match=r"config_data_config .* lacks .*input_size"):
+            CSGImageProcessor.from_dict({**saved, "config_data_config": record})
+    (tmp_path / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(csg_hub.CheckpointError, match=r"preprocessor_config\.json is not valid JSON"):
+        csg_hub.CSGForImageClassification.from_pretrained(tmp_path)
