@@ -53,3 +53,32 @@ def test_two_cpu_processes_train_as_one_group(small_dataset, tmp_path, launcher)
     assert metrics["final"]["num_samples"] == 256
     assert sorted(p.name for p in (output / "model").iterdir()) == [
         "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_quantization_aware_distillation_under_torchrun(small_dataset, tmp_path):
+    """convert.py --qat in 2 processes: the hooks run inside DDP and the saved int4 model is what was evaluated."""
+    import timm
+    import torch
+
+    import csg_hub
+    from csg_hub.data import FASHION_MNIST_CLASSES
+
+    torch.manual_seed(0)
+    parent = timm.create_model("test_resnet", num_classes=10, in_chans=1)
+    csg_hub.save_timm(parent, tmp_path / "parent", label_names=FASHION_MNIST_CLASSES, rgb_stem=False,
+                      data_config={"input_size": (1, 28, 28), "mean": (0.3,), "std": (0.35,)})  # fmt: skip
+    student = csg_hub.CSGForImageClassification.from_dense(str(tmp_path / "parent"), slice_size=8, code_dim=16)
+    student.save_pretrained(tmp_path / "student")
+    output = tmp_path / "qat"
+    command = [*LAUNCHERS["torchrun"], str(ROOT / "scripts/convert.py"), "--parent", str(tmp_path / "parent"),
+               "--student", str(tmp_path / "student"), "--qat", "--storage-dtype", "int4", "--storage-scope", "all",
+               "--dataset", str(small_dataset), "--epochs", "1", "--batch-size", "32", "--bn-batches", "2",
+               "--output-dir", str(output)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["qat"]["storage_dtype"] == "int4"
+    assert metrics["final_stored"]["loss"] == metrics["final"]["loss"]
+    assert json.loads((output / "model" / "config.json").read_text())["storage_dtype"] == "int4"
