@@ -69,3 +69,19 @@ def test_two_forwards_before_a_backward_keep_the_floats(pixel_values):
 def test_qat_needs_a_reduced_storage_dtype():
     with pytest.raises(ValueError, match="needs a reduced storage dtype"):
         QuantizationAware(_model("float32"))
+
+
+def test_an_evaluation_rounds_the_floats_once_and_an_update_rounds_them_again(pixel_values, monkeypatch):
+    import csg_hub.training.quantization_aware as qat
+
+    calls = []
+    monkeypatch.setattr(qat, "round_trip", lambda *a, **k: calls.append(1) or round_trip(*a, **k))
+    model = _model().eval()
+    n = len(stored_keys(model, "all"))
+    with QuantizationAware(model), torch.no_grad():
+        first = model(pixel_values).logits
+        second = model(pixel_values).logits  # the same floats: the stored values are reused
+        assert len(calls) == n and torch.equal(first, second)
+        model.get_parameter(stored_keys(model, "all")[0]).add_(0.01)  # the floats changed: that one is redone
+        model(pixel_values)
+        assert len(calls) == n + 1

@@ -39,6 +39,9 @@ class QuantizationAware:
         self.model = model
         self.params = [model.get_parameter(key) for key in stored_keys(model, scope)]
         self._floats: dict[nn.Parameter, torch.Tensor] = {}
+        # the stored values of each parameter, with the version its floats had when they were put back: an
+        # evaluation's forwards (no update in between) round the same floats once, not once per batch
+        self._stored: dict[nn.Parameter, tuple[int, torch.Tensor]] = {}
         self._handles: list = []
 
     def __enter__(self) -> Self:
@@ -61,8 +64,12 @@ class QuantizationAware:
         kwargs = {"group_size": self.group_size} if self.group_size else {}
         for p in self.params:
             if p not in self._floats:  # a second forward before the backward keeps the first's float values
+                version, stored = self._stored.get(p, (None, None))
+                if version != p._version:
+                    stored = round_trip(p, self.dtype, **kwargs)
                 self._floats[p] = p.detach().clone()
-                p.copy_(round_trip(p, self.dtype, **kwargs))
+                p.copy_(stored)
+                self._stored[p] = (None, stored)
 
     def _after_forward(self, module: nn.Module, args, output) -> None:
         for p in self.params:
@@ -74,3 +81,4 @@ class QuantizationAware:
         stored_float = self._floats.pop(p, None)
         if stored_float is not None:
             p.copy_(stored_float)
+            self._stored[p] = (p._version, self._stored[p][1])  # valid until the floats change
